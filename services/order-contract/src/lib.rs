@@ -1,0 +1,484 @@
+//! The order wire contract: what an order on the `orders` topic looks like, and the single place
+//! that decides whether a message is a valid order.
+//!
+//! Producer and tracker both depend on this crate so they cannot drift apart; other clients use
+//! the JSON Schema in `schema/order.v1.schema.json` (exported here as [`ORDER_SCHEMA_JSON`]).
+//!
+//! Decoding never panics and never guesses: every way a message can fail is one
+//! [`RejectReason`] with a stable machine-readable [`code`](RejectReason::code), which the tracker
+//! writes into the dead-letter headers. The checks run cheapest first (size, UTF-8, JSON syntax,
+//! version) so that a hostile or foreign message costs little before it is rejected.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use uuid::Uuid;
+
+/// The only `schema_version` this build understands.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The JSON Schema of an order, for validation by tests and other clients.
+pub const ORDER_SCHEMA_JSON: &str = include_str!("../schema/order.v1.schema.json");
+
+/// One food-delivery order, exactly as serialized on the wire.
+///
+/// Money is in integer cents (`unit_price_cents`, `total_cents`): floating point cannot hold
+/// 0.10 exactly, and sums of prices must match to the cent. Quantities and prices are signed
+/// on the wire so that a negative value is reported as what it is rather than as a type error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub schema_version: u32,
+    pub order_id: Uuid,
+    pub customer_id: String,
+    pub created_at: DateTime<Utc>,
+    pub restaurant: String,
+    pub delivery_address: DeliveryAddress,
+    pub items: Vec<OrderItem>,
+    pub total_cents: i64,
+    pub currency: String,
+}
+
+/// Where the order goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryAddress {
+    pub street: String,
+    pub postal_code: String,
+    pub city: String,
+}
+
+/// One line of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderItem {
+    pub sku: String,
+    pub name: String,
+    pub quantity: i64,
+    pub unit_price_cents: i64,
+}
+
+impl OrderItem {
+    /// `quantity * unit_price_cents`, or `None` on overflow.
+    pub fn line_total_cents(&self) -> Option<i64> {
+        self.quantity.checked_mul(self.unit_price_cents)
+    }
+}
+
+impl Order {
+    /// The Kafka message key: the customer, so one customer's orders keep their order on one
+    /// partition.
+    pub fn key(&self) -> &str {
+        &self.customer_id
+    }
+
+    /// The sum of the line totals, or `None` on overflow.
+    pub fn items_total_cents(&self) -> Option<i64> {
+        self.items
+            .iter()
+            .try_fold(0i64, |sum, item| sum.checked_add(item.line_total_cents()?))
+    }
+
+    /// The wire form: compact JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing plain owned data with string keys cannot fail.
+        serde_json::to_vec(self).unwrap_or_else(|_| unreachable!("an Order always serializes"))
+    }
+
+    /// A one-line human summary: `2 x Pizza Pepperoni, 1 x Tiramisu for customer-42, 25.00 EUR`.
+    pub fn summary(&self) -> String {
+        let items = self
+            .items
+            .iter()
+            .map(|item| format!("{} x {}", item.quantity, item.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "{items} for {}, {}",
+            self.customer_id,
+            Money::new(self.total_cents, &self.currency)
+        )
+    }
+
+    /// Decodes and validates a message value. See [`RejectReason`] for what is refused.
+    pub fn decode(payload: Option<&[u8]>, max_bytes: usize) -> Result<Order, RejectReason> {
+        let bytes = match payload {
+            None => return Err(RejectReason::Tombstone),
+            Some([]) => return Err(RejectReason::Empty),
+            Some(bytes) => bytes,
+        };
+        if bytes.len() > max_bytes {
+            return Err(RejectReason::TooLarge {
+                bytes: bytes.len(),
+                max_bytes,
+            });
+        }
+        let text = std::str::from_utf8(bytes).map_err(|err| RejectReason::InvalidUtf8 {
+            valid_up_to: err.valid_up_to(),
+        })?;
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|err| RejectReason::NotJson {
+                detail: err.to_string(),
+            })?;
+        // The version is checked before the shape: a future version may have another shape,
+        // and "unknown version" is the useful thing to tell its producer.
+        match value.get("schema_version") {
+            None => {
+                return Err(RejectReason::InvalidField {
+                    detail: "missing field `schema_version`".into(),
+                });
+            }
+            Some(version) if version.as_u64() != Some(u64::from(SCHEMA_VERSION)) => {
+                return Err(RejectReason::UnknownSchemaVersion {
+                    found: version.to_string(),
+                });
+            }
+            Some(_) => {}
+        }
+        let order: Order =
+            serde_json::from_value(value).map_err(|err| RejectReason::InvalidField {
+                detail: err.to_string(),
+            })?;
+        order.validate()?;
+        Ok(order)
+    }
+
+    /// The rules JSON types cannot express: positive quantities, non-negative prices, a total
+    /// that is the sum of its lines, and the text fields the tracker relies on.
+    pub fn validate(&self) -> Result<(), RejectReason> {
+        if self.customer_id.trim().is_empty() {
+            return Err(RejectReason::InvalidField {
+                detail: "`customer_id` is empty".into(),
+            });
+        }
+        if self.items.is_empty() {
+            return Err(RejectReason::NoItems);
+        }
+        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(RejectReason::InvalidField {
+                detail: format!(
+                    "`currency` {:?} is not an ISO 4217 code like EUR",
+                    self.currency
+                ),
+            });
+        }
+        for item in &self.items {
+            if item.quantity <= 0 {
+                return Err(RejectReason::NonPositiveQuantity {
+                    sku: item.sku.clone(),
+                    quantity: item.quantity,
+                });
+            }
+            if item.unit_price_cents < 0 {
+                return Err(RejectReason::NegativePrice {
+                    sku: item.sku.clone(),
+                    unit_price_cents: item.unit_price_cents,
+                });
+            }
+        }
+        match self.items_total_cents() {
+            Some(sum) if sum == self.total_cents => Ok(()),
+            items_sum => Err(RejectReason::TotalMismatch {
+                total_cents: self.total_cents,
+                items_sum_cents: items_sum,
+            }),
+        }
+    }
+}
+
+/// Why a message is not a valid order. Each variant is a distinct dead-letter reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RejectReason {
+    #[error("message has no value (tombstone)")]
+    Tombstone,
+    #[error("message value is empty")]
+    Empty,
+    #[error("message value is {bytes} bytes, over the {max_bytes}-byte limit")]
+    TooLarge { bytes: usize, max_bytes: usize },
+    #[error("message value is not valid UTF-8 (valid up to byte {valid_up_to})")]
+    InvalidUtf8 { valid_up_to: usize },
+    #[error("message value is not JSON: {detail}")]
+    NotJson { detail: String },
+    #[error("unknown schema_version {found} (this build reads version {SCHEMA_VERSION})")]
+    UnknownSchemaVersion { found: String },
+    #[error("missing or mistyped field: {detail}")]
+    InvalidField { detail: String },
+    #[error("order has no items")]
+    NoItems,
+    #[error("item {sku} has quantity {quantity}; quantities must be at least 1")]
+    NonPositiveQuantity { sku: String, quantity: i64 },
+    #[error("item {sku} has negative unit price {unit_price_cents} cents")]
+    NegativePrice { sku: String, unit_price_cents: i64 },
+    #[error("total_cents {total_cents} does not equal the sum of the items ({})", .items_sum_cents.map_or("overflow".to_string(), |sum| sum.to_string()))]
+    TotalMismatch {
+        total_cents: i64,
+        items_sum_cents: Option<i64>,
+    },
+}
+
+impl RejectReason {
+    /// A stable, machine-readable code for dashboards and dead-letter headers.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RejectReason::Tombstone => "tombstone",
+            RejectReason::Empty => "empty",
+            RejectReason::TooLarge { .. } => "too-large",
+            RejectReason::InvalidUtf8 { .. } => "invalid-utf8",
+            RejectReason::NotJson { .. } => "not-json",
+            RejectReason::UnknownSchemaVersion { .. } => "unknown-schema-version",
+            RejectReason::InvalidField { .. } => "invalid-field",
+            RejectReason::NoItems => "no-items",
+            RejectReason::NonPositiveQuantity { .. } => "non-positive-quantity",
+            RejectReason::NegativePrice { .. } => "negative-price",
+            RejectReason::TotalMismatch { .. } => "total-mismatch",
+        }
+    }
+}
+
+/// An amount in cents with its currency, displayed as `25.00 EUR`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Money<'a> {
+    pub cents: i64,
+    pub currency: &'a str,
+}
+
+impl<'a> Money<'a> {
+    pub fn new(cents: i64, currency: &'a str) -> Self {
+        Self { cents, currency }
+    }
+}
+
+impl fmt::Display for Money<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.cents < 0 { "-" } else { "" };
+        let abs = self.cents.unsigned_abs();
+        write!(f, "{sign}{}.{:02} {}", abs / 100, abs % 100, self.currency)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    const MAX: usize = 64 * 1024;
+
+    fn valid_order_json() -> Value {
+        json!({
+            "schema_version": 1,
+            "order_id": "0b6f3d52-8a57-4c55-9a4b-8d0f3c1f2e10",
+            "customer_id": "customer-42",
+            "created_at": "2026-11-21T12:30:00Z",
+            "restaurant": "Chez Luigi",
+            "delivery_address": {"street": "12 rue de la Paix", "postal_code": "75002", "city": "Paris"},
+            "items": [
+                {"sku": "PIZ-PEP", "name": "Pizza Pepperoni", "quantity": 2, "unit_price_cents": 1050},
+                {"sku": "DES-TIR", "name": "Tiramisu", "quantity": 1, "unit_price_cents": 400}
+            ],
+            "total_cents": 2500,
+            "currency": "EUR"
+        })
+    }
+
+    fn decode_value(value: &Value) -> Result<Order, RejectReason> {
+        Order::decode(Some(value.to_string().as_bytes()), MAX)
+    }
+
+    fn reason_code(value: &Value) -> &'static str {
+        decode_value(value).expect_err("must be rejected").code()
+    }
+
+    #[test]
+    fn a_valid_order_decodes_and_summarises_like_the_seed_demos() {
+        let order = decode_value(&valid_order_json()).expect("valid order");
+        assert_eq!(order.key(), "customer-42");
+        assert_eq!(
+            order.summary(),
+            "2 x Pizza Pepperoni, 1 x Tiramisu for customer-42, 25.00 EUR"
+        );
+    }
+
+    #[test]
+    fn encoding_then_decoding_gives_the_same_order() {
+        let order = decode_value(&valid_order_json()).expect("valid order");
+        let again = Order::decode(Some(&order.to_json()), MAX).expect("round trip");
+        assert_eq!(order, again);
+    }
+
+    #[test]
+    fn unknown_extra_fields_are_tolerated_for_forward_compatibility() {
+        let mut value = valid_order_json();
+        value["loyalty_points"] = json!(12);
+        assert!(decode_value(&value).is_ok());
+    }
+
+    #[test]
+    fn a_tombstone_is_rejected() {
+        assert_eq!(Order::decode(None, MAX), Err(RejectReason::Tombstone));
+    }
+
+    #[test]
+    fn an_empty_value_is_rejected() {
+        assert_eq!(Order::decode(Some(b""), MAX), Err(RejectReason::Empty));
+    }
+
+    #[test]
+    fn a_value_over_the_size_bound_is_rejected_before_parsing() {
+        let big = vec![b'{'; 2048];
+        let err = Order::decode(Some(&big), 1024).expect_err("too large");
+        assert_eq!(
+            err,
+            RejectReason::TooLarge {
+                bytes: 2048,
+                max_bytes: 1024
+            }
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_rejected() {
+        let err = Order::decode(Some(b"{\"a\": \"\xff\xfe\"}"), MAX).expect_err("bad utf8");
+        assert_eq!(err.code(), "invalid-utf8");
+    }
+
+    #[test]
+    fn text_that_is_not_json_is_rejected() {
+        let err = Order::decode(Some(b"hello, kafka"), MAX).expect_err("not json");
+        assert_eq!(err.code(), "not-json");
+    }
+
+    #[test]
+    fn a_missing_field_is_rejected_naming_the_field() {
+        let mut value = valid_order_json();
+        value.as_object_mut().expect("object").remove("customer_id");
+        let err = decode_value(&value).expect_err("missing");
+        assert_eq!(err.code(), "invalid-field");
+        assert!(err.to_string().contains("customer_id"), "{err}");
+    }
+
+    #[test]
+    fn a_mistyped_field_is_rejected() {
+        let mut value = valid_order_json();
+        value["total_cents"] = json!("25.00");
+        assert_eq!(reason_code(&value), "invalid-field");
+        let mut value = valid_order_json();
+        value["order_id"] = json!("not-a-uuid");
+        assert_eq!(reason_code(&value), "invalid-field");
+        let mut value = valid_order_json();
+        value["created_at"] = json!("yesterday");
+        assert_eq!(reason_code(&value), "invalid-field");
+    }
+
+    #[test]
+    fn a_missing_schema_version_is_a_missing_field() {
+        let mut value = valid_order_json();
+        value.as_object_mut().expect("object").remove("schema_version");
+        assert_eq!(reason_code(&value), "invalid-field");
+    }
+
+    #[test]
+    fn an_unknown_schema_version_is_rejected() {
+        let mut value = valid_order_json();
+        value["schema_version"] = json!(2);
+        assert_eq!(reason_code(&value), "unknown-schema-version");
+        value["schema_version"] = json!("1");
+        assert_eq!(reason_code(&value), "unknown-schema-version");
+    }
+
+    #[test]
+    fn a_zero_or_negative_quantity_is_rejected() {
+        for quantity in [0, -3] {
+            let mut value = valid_order_json();
+            value["items"][0]["quantity"] = json!(quantity);
+            assert_eq!(reason_code(&value), "non-positive-quantity");
+        }
+    }
+
+    #[test]
+    fn a_negative_price_is_rejected() {
+        let mut value = valid_order_json();
+        value["items"][1]["unit_price_cents"] = json!(-400);
+        value["total_cents"] = json!(1700);
+        assert_eq!(reason_code(&value), "negative-price");
+    }
+
+    #[test]
+    fn a_total_that_is_not_the_sum_of_the_items_is_rejected() {
+        let mut value = valid_order_json();
+        value["total_cents"] = json!(2499);
+        assert_eq!(reason_code(&value), "total-mismatch");
+    }
+
+    #[test]
+    fn a_total_that_overflows_is_a_mismatch_not_a_panic() {
+        let mut value = valid_order_json();
+        value["items"][0]["quantity"] = json!(i64::MAX);
+        assert_eq!(reason_code(&value), "total-mismatch");
+    }
+
+    #[test]
+    fn an_order_without_items_is_rejected() {
+        let mut value = valid_order_json();
+        value["items"] = json!([]);
+        value["total_cents"] = json!(0);
+        assert_eq!(reason_code(&value), "no-items");
+    }
+
+    #[test]
+    fn a_currency_that_is_not_an_iso_code_is_rejected() {
+        let mut value = valid_order_json();
+        value["currency"] = json!("euro");
+        assert_eq!(reason_code(&value), "invalid-field");
+    }
+
+    #[test]
+    fn money_is_displayed_with_two_decimals() {
+        assert_eq!(Money::new(2500, "EUR").to_string(), "25.00 EUR");
+        assert_eq!(Money::new(5, "EUR").to_string(), "0.05 EUR");
+        assert_eq!(Money::new(-1999, "USD").to_string(), "-19.99 USD");
+    }
+
+    #[test]
+    fn the_json_schema_accepts_a_valid_order_and_refuses_what_decode_refuses() {
+        let schema: Value = serde_json::from_str(ORDER_SCHEMA_JSON).expect("schema is JSON");
+        let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+        assert!(validator.is_valid(&valid_order_json()));
+        let mut bad_quantity = valid_order_json();
+        bad_quantity["items"][0]["quantity"] = json!(0);
+        assert!(!validator.is_valid(&bad_quantity));
+        let mut bad_version = valid_order_json();
+        bad_version["schema_version"] = json!(2);
+        assert!(!validator.is_valid(&bad_version));
+        let mut missing = valid_order_json();
+        missing.as_object_mut().expect("object").remove("items");
+        assert!(!validator.is_valid(&missing));
+    }
+
+    #[test]
+    fn every_reason_has_its_own_code() {
+        let reasons = [
+            RejectReason::Tombstone,
+            RejectReason::Empty,
+            RejectReason::TooLarge {
+                bytes: 2,
+                max_bytes: 1,
+            },
+            RejectReason::InvalidUtf8 { valid_up_to: 0 },
+            RejectReason::NotJson { detail: "x".into() },
+            RejectReason::UnknownSchemaVersion { found: "2".into() },
+            RejectReason::InvalidField { detail: "x".into() },
+            RejectReason::NoItems,
+            RejectReason::NonPositiveQuantity {
+                sku: "a".into(),
+                quantity: 0,
+            },
+            RejectReason::NegativePrice {
+                sku: "a".into(),
+                unit_price_cents: -1,
+            },
+            RejectReason::TotalMismatch {
+                total_cents: 1,
+                items_sum_cents: Some(2),
+            },
+        ];
+        let codes: std::collections::HashSet<_> = reasons.iter().map(RejectReason::code).collect();
+        assert_eq!(codes.len(), reasons.len());
+    }
+}

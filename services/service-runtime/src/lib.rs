@@ -1,0 +1,17 @@
+//! Service plumbing shared by `order-producer`, `order-tracker` and `topic-init`: the pieces
+//! every service needs and none should write twice.
+//!
+//! - [`config`]: environment variables into typed structs, with one-line errors that name the
+//!   variable and what it accepts.
+//! - [`kafka`]: the one place where librdkafka settings are decided, so the services cannot
+//!   drift apart on delivery guarantees.
+//! - [`telemetry`]: `tracing` set-up (readable or JSON, `RUST_LOG` filtered).
+//! - [`shutdown`]: SIGTERM/SIGINT turned into a value that running work can wait on.
+//! - [`health`]: `/healthz`, `/readyz`, `/metrics`, and the `healthcheck` probe that the
+//!   shell-less images use instead of curl.
+
+pub mod config;
+pub mod health;
+pub mod kafka;
+pub mod shutdown;
+pub mod telemetry;
