@@ -1,1 +1,435 @@
+//! `order-producer`: generates orders at a steady rate and writes them to the orders topic,
+//! reporting every delivery.
+//!
+//! Delivery guarantees, in one place:
+//! - The producer is idempotent with `acks=all` (fixed in `service_runtime::kafka`): librdkafka
+//!   retries transient failures without duplicating or reordering, and an order counts as
+//!   delivered only when every in-sync replica has it.
+//! - Each order is keyed by its `customer_id`, so one customer's orders land on one partition in
+//!   the order they were placed.
+//! - Every send carries a [`DeliveryNote`]; librdkafka hands it back in exactly one delivery
+//!   report, success or failure, and [`OrderDeliveryContext`] logs and counts it. So
+//!   `delivered + failed` always reaches `produced` once the queue is drained.
+//! - On shutdown the generator stops first, then the producer is flushed with a bounded
+//!   timeout; whatever is still queued after it is purged, which reports it as failed. Nothing
+//!   is dropped unreported, and the final line says how many were delivered and failed.
+//!
+//! The librdkafka producer runs on its own polling thread (`ThreadedProducer`), so delivery
+//! reports never wait on the async runtime; the blocking `flush` runs on a blocking thread.
 
+pub mod config;
+pub mod generator;
+
+use crate::config::ProducerConfig;
+use crate::generator::OrderGenerator;
+use order_contract::{Money, Order};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+use rdkafka::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
+};
+use service_runtime::config::ConfigError;
+use service_runtime::health::{HealthServer, Readiness};
+use service_runtime::launch::Outcome;
+use service_runtime::shutdown::Shutdown;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::time::MissedTickBehavior;
+use tracing::{error, info, warn};
+
+/// Why the producer could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ProducerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot create the Kafka producer: {0}")]
+    Kafka(KafkaError),
+    #[error("cannot serve health on port {port}: {source}")]
+    Health {
+        port: u16,
+        source: std::io::Error,
+    },
+}
+
+/// What travels with each message to its delivery report.
+#[derive(Debug)]
+pub struct DeliveryNote {
+    order_id: uuid::Uuid,
+    customer_id: String,
+    item_count: i64,
+    total: String,
+}
+
+impl DeliveryNote {
+    fn of(order: &Order) -> Box<Self> {
+        Box::new(DeliveryNote {
+            order_id: order.order_id,
+            customer_id: order.customer_id.clone(),
+            item_count: order.items.iter().map(|item| item.quantity).sum(),
+            total: Money::new(order.total_cents, &order.currency).to_string(),
+        })
+    }
+}
+
+/// The producer's counters, exposed on `/metrics` and used for the summaries.
+#[derive(Debug, Clone, Default)]
+pub struct ProducerMetrics {
+    pub produced: Counter,
+    pub delivered: Counter,
+    pub failed: Counter,
+}
+
+impl ProducerMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "orders_produced",
+            "Orders handed to the Kafka producer",
+            self.produced.clone(),
+        );
+        registry.register(
+            "orders_delivered",
+            "Orders acknowledged by the broker",
+            self.delivered.clone(),
+        );
+        registry.register(
+            "orders_failed",
+            "Orders that could not be delivered",
+            self.failed.clone(),
+        );
+    }
+}
+
+/// Logs and counts every delivery report.
+#[derive(Debug)]
+pub struct OrderDeliveryContext {
+    metrics: ProducerMetrics,
+}
+
+impl ClientContext for OrderDeliveryContext {}
+
+impl ProducerContext for OrderDeliveryContext {
+    type DeliveryOpaque = Box<DeliveryNote>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, note: Box<DeliveryNote>) {
+        match result {
+            Ok(message) => {
+                self.metrics.delivered.inc();
+                // Its own target so that high rates can turn these lines down alone:
+                // RUST_LOG=info,order_producer::delivery=warn
+                info!(
+                    target: "order_producer::delivery",
+                    order_id = %note.order_id,
+                    customer_id = %note.customer_id,
+                    partition = message.partition(),
+                    offset = message.offset(),
+                    "delivered order {} ({} items, {}) for {} to {}/{}@{}",
+                    note.order_id,
+                    note.item_count,
+                    note.total,
+                    note.customer_id,
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                );
+            }
+            Err((err, _)) => {
+                self.metrics.failed.inc();
+                error!(
+                    target: "order_producer::delivery",
+                    order_id = %note.order_id,
+                    customer_id = %note.customer_id,
+                    error = %err,
+                    "order {} for {} was not delivered: {err}",
+                    note.order_id,
+                    note.customer_id,
+                );
+            }
+        }
+    }
+}
+
+/// Counts at the end of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunSummary {
+    pub produced: u64,
+    pub delivered: u64,
+    pub failed: u64,
+}
+
+type OrderProducer = ThreadedProducer<OrderDeliveryContext>;
+
+/// Runs the producer until `ORDER_COUNT` orders are sent or `shutdown` fires, then flushes.
+///
+/// Returns [`Outcome::PartlyFailed`] when a bounded run (`ORDER_COUNT`) had failed deliveries;
+/// an endless run stopped by a signal completes normally and reports its failures in the log.
+pub async fn run(config: ProducerConfig, shutdown: Shutdown) -> Result<Outcome, ProducerError> {
+    let metrics = ProducerMetrics::default();
+    let mut registry = Registry::with_prefix("order_producer");
+    metrics.register(&mut registry);
+    let readiness = Readiness::default();
+
+    let health = HealthServer::bind(config.health_port)
+        .await
+        .map_err(|source| ProducerError::Health {
+            port: config.health_port,
+            source,
+        })?;
+    let health_task = tokio::spawn(health.serve(
+        readiness.clone(),
+        Arc::new(registry),
+        shutdown.clone(),
+    ));
+
+    info!(
+        kafka = %config.kafka.describe(),
+        topic = %config.common.orders_topic,
+        rate = config.orders_per_second.map_or("unlimited".to_string(), |r| format!("{r}/s")),
+        count = config.order_count.map_or("until stopped".to_string(), |n| n.to_string()),
+        "order-producer starting"
+    );
+    let client_config = config.kafka.producer("order-producer")?;
+    let producer: Arc<OrderProducer> = Arc::new(
+        client_config
+            .create_with_context(OrderDeliveryContext {
+                metrics: metrics.clone(),
+            })
+            .map_err(|err| match config.kafka.explain(err) {
+                Ok(config_error) => ProducerError::Config(config_error),
+                Err(err) => ProducerError::Kafka(err),
+            })?,
+    );
+
+    let readiness_task = tokio::spawn(watch_broker(
+        producer.clone(),
+        config.common.orders_topic.clone(),
+        readiness,
+        shutdown.clone(),
+    ));
+    let summary_task = tokio::spawn(log_throughput(
+        metrics.clone(),
+        config.stats_interval,
+        shutdown.clone(),
+    ));
+
+    produce_orders(&config, &producer, &metrics, shutdown).await;
+    let summary = flush(producer, &metrics, config.flush_timeout).await;
+
+    summary_task.abort();
+    readiness_task.abort();
+    health_task.abort();
+
+    if config.order_count.is_some() && summary.failed > 0 {
+        Ok(Outcome::PartlyFailed)
+    } else {
+        Ok(Outcome::Completed)
+    }
+}
+
+/// The generation loop: one order per tick of the pacer until the count is reached or shutdown.
+async fn produce_orders(
+    config: &ProducerConfig,
+    producer: &OrderProducer,
+    metrics: &ProducerMetrics,
+    mut shutdown: Shutdown,
+) {
+    let mut generator = OrderGenerator::new(config.customer_count);
+    let topic = config.common.orders_topic.as_str();
+    // Burst keeps the average rate exact when a tick is late (timer granularity is 1 ms, so
+    // rates above 1000/s rely on it).
+    let mut pacer = config.orders_per_second.map(|rate| {
+        let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+        interval.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        interval
+    });
+    let mut sent: u64 = 0;
+    loop {
+        if config.order_count.is_some_and(|count| sent >= count) || shutdown.is_requested() {
+            break;
+        }
+        match pacer.as_mut() {
+            Some(interval) => {
+                tokio::select! {
+                    _ = shutdown.requested() => break,
+                    _ = interval.tick() => {}
+                }
+            }
+            // Flat out: still give other tasks (signals, health) a turn now and then.
+            None if sent % 256 == 0 => tokio::task::yield_now().await,
+            None => {}
+        }
+        let order = generator.next_order();
+        if enqueue(producer, topic, &order, metrics, &mut shutdown).await {
+            sent += 1;
+        }
+    }
+    info!(produced = sent, "stopped generating orders");
+}
+
+/// Hands one order to librdkafka, waiting while its queue is full. Returns whether it was
+/// queued; an order refused outright (e.g. too large for the broker) is logged and counted as
+/// failed, and one not queued because of shutdown is simply never produced.
+async fn enqueue(
+    producer: &OrderProducer,
+    topic: &str,
+    order: &Order,
+    metrics: &ProducerMetrics,
+    shutdown: &mut Shutdown,
+) -> bool {
+    let payload = order.to_json();
+    let schema_version = order.schema_version.to_string();
+    loop {
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "content-type",
+                value: Some("application/json"),
+            })
+            .insert(Header {
+                key: "schema-version",
+                value: Some(schema_version.as_str()),
+            });
+        let record = BaseRecord::with_opaque_to(topic, DeliveryNote::of(order))
+            .key(order.key())
+            .payload(&payload)
+            .headers(headers);
+        match producer.send(record) {
+            Ok(()) => {
+                metrics.produced.inc();
+                return true;
+            }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                // Back-pressure: librdkafka's queue is full because the broker is slow or away.
+                // Wait for deliveries to drain it, unless we are asked to stop.
+                tokio::select! {
+                    _ = shutdown.requested() => return false,
+                    _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                }
+            }
+            Err((err, _)) => {
+                metrics.produced.inc();
+                metrics.failed.inc();
+                error!(order_id = %order.order_id, error = %err, "order {} could not be queued: {err}", order.order_id);
+                return true;
+            }
+        }
+    }
+}
+
+/// Flushes with a bounded timeout, purges what is left (each purged message gets a failed
+/// delivery report), and logs the final counts.
+async fn flush(
+    producer: Arc<OrderProducer>,
+    metrics: &ProducerMetrics,
+    timeout: Duration,
+) -> RunSummary {
+    let started = Instant::now();
+    let in_flight = producer.in_flight_count();
+    info!(in_flight, timeout_secs = timeout.as_secs(), "flushing the producer");
+    let drained = tokio::task::spawn_blocking(move || {
+        let result = producer.flush(timeout);
+        if result.is_err() {
+            // Anything still queued will never be delivered now: purge it so that its delivery
+            // report (as failed) is emitted rather than lost silently with the producer.
+            producer.purge(PurgeConfig::default().queue().inflight());
+            let _ = producer.flush(Duration::from_secs(1));
+        }
+        (result, producer.in_flight_count())
+    })
+    .await;
+    let summary = RunSummary {
+        produced: metrics.produced.get(),
+        delivered: metrics.delivered.get(),
+        failed: metrics.failed.get(),
+    };
+    match drained {
+        Ok((Ok(()), _)) => info!(
+            delivered = summary.delivered,
+            failed = summary.failed,
+            produced = summary.produced,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "producer flushed: {} delivered, {} failed",
+            summary.delivered,
+            summary.failed
+        ),
+        Ok((Err(err), left)) => warn!(
+            delivered = summary.delivered,
+            failed = summary.failed,
+            produced = summary.produced,
+            still_queued = left,
+            error = %err,
+            "producer flushed with timeout: {} delivered, {} failed (undelivered orders purged)",
+            summary.delivered,
+            summary.failed
+        ),
+        Err(err) => error!(error = %err, "the flush task failed"),
+    }
+    summary
+}
+
+/// Ready while the broker answers metadata requests for the orders topic.
+async fn watch_broker(
+    producer: Arc<OrderProducer>,
+    topic: String,
+    readiness: Readiness,
+    mut shutdown: Shutdown,
+) {
+    let mut was_ready = false;
+    loop {
+        let producer = producer.clone();
+        let probe_topic = topic.clone();
+        let reachable = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&probe_topic), Duration::from_secs(5))
+                .map(|metadata| {
+                    metadata
+                        .topics()
+                        .iter()
+                        .any(|t| t.error().is_none() && !t.partitions().is_empty())
+                })
+        })
+        .await;
+        let ready = matches!(reachable, Ok(Ok(true)));
+        if ready != was_ready {
+            if ready {
+                info!(topic = %topic, "broker reachable and topic present: ready");
+            } else {
+                warn!(topic = %topic, "broker or topic not reachable: not ready");
+            }
+            was_ready = ready;
+        }
+        readiness.set(ready);
+        tokio::select! {
+            _ = shutdown.requested() => return,
+            _ = tokio::time::sleep(Duration::from_secs(if ready { 10 } else { 1 })) => {}
+        }
+    }
+}
+
+/// Logs a throughput summary every `interval`.
+async fn log_throughput(metrics: ProducerMetrics, interval: Duration, mut shutdown: Shutdown) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
+    let mut last = (metrics.delivered.get(), Instant::now());
+    loop {
+        tokio::select! {
+            _ = shutdown.requested() => return,
+            _ = ticker.tick() => {}
+        }
+        let delivered = metrics.delivered.get();
+        let elapsed = last.1.elapsed().as_secs_f64().max(f64::EPSILON);
+        let rate = (delivered - last.0) as f64 / elapsed;
+        info!(
+            produced = metrics.produced.get(),
+            delivered,
+            failed = metrics.failed.get(),
+            per_second = format!("{rate:.1}"),
+            "throughput: {rate:.1} orders/s delivered; {} delivered, {} failed in total",
+            delivered,
+            metrics.failed.get()
+        );
+        last = (delivered, Instant::now());
+    }
+}

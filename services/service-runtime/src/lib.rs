@@ -7,11 +7,13 @@
 //!   drift apart on delivery guarantees.
 //! - [`telemetry`]: `tracing` set-up (readable or JSON, `RUST_LOG` filtered).
 //! - [`shutdown`]: SIGTERM/SIGINT turned into a value that running work can wait on.
+//! - [`launch`]: the whole of a thin `main`: subcommands, config, logs, signals, exit code.
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`, and the `healthcheck` probe that the
 //!   shell-less images use instead of curl.
 
 pub mod config;
 pub mod health;
 pub mod kafka;
+pub mod launch;
 pub mod shutdown;
 pub mod telemetry;

@@ -1,0 +1,187 @@
+//! Realistic food-delivery orders: a menu, a handful of restaurants, a few hundred customers of
+//! whom some order far more often than others, one to four lines of one to three items.
+//!
+//! Realism matters for the tracker's statistics and alerts to show anything: a skewed customer
+//! mix makes "top customers" and burst alerts meaningful, and occasional large orders cross the
+//! high-value alert threshold.
+
+use chrono::Utc;
+use order_contract::{DeliveryAddress, Order, OrderItem, SCHEMA_VERSION};
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{RngExt, SeedableRng};
+use uuid::Uuid;
+
+/// (sku, name, unit price in cents)
+const MENU: &[(&str, &str, i64)] = &[
+    ("PIZ-MAR", "Pizza Margherita", 950),
+    ("PIZ-PEP", "Pizza Pepperoni", 1150),
+    ("PIZ-4FR", "Pizza Quatre Fromages", 1290),
+    ("BUR-CLA", "Burger Classique", 1090),
+    ("BUR-VEG", "Burger Végétarien", 1050),
+    ("SUS-SAU", "Sushi Saumon (8)", 1390),
+    ("RAM-TON", "Ramen Tonkotsu", 1250),
+    ("SAL-CES", "Salade César", 890),
+    ("TAC-BOE", "Tacos Bœuf", 850),
+    ("CRE-JAM", "Crêpe Jambon Fromage", 750),
+    ("FRI-MAI", "Frites Maison", 390),
+    ("BOI-COL", "Cola 33 cl", 250),
+    ("BOI-EAU", "Eau Pétillante 50 cl", 200),
+    ("DES-TIR", "Tiramisu", 550),
+    ("DES-FON", "Fondant au Chocolat", 590),
+];
+
+const RESTAURANTS: &[&str] = &[
+    "Chez Luigi",
+    "Le Burger du Coin",
+    "Sakura Sushi",
+    "Ramen Ya",
+    "La Crêperie Bretonne",
+    "Taco Loco",
+    "Green Bowl",
+    "Bistro Parisien",
+];
+
+const STREETS: &[&str] = &[
+    "rue de la Paix",
+    "avenue Jean Jaurès",
+    "boulevard Voltaire",
+    "rue Victor Hugo",
+    "place de la République",
+    "rue du Faubourg Saint-Antoine",
+    "quai des Chartrons",
+    "rue de la République",
+];
+
+/// (postal code, city)
+const CITIES: &[(&str, &str)] = &[
+    ("75011", "Paris"),
+    ("69002", "Lyon"),
+    ("13001", "Marseille"),
+    ("33000", "Bordeaux"),
+    ("31000", "Toulouse"),
+    ("59000", "Lille"),
+    ("44000", "Nantes"),
+];
+
+/// Makes orders; one per call to [`next_order`](OrderGenerator::next_order).
+#[derive(Debug)]
+pub struct OrderGenerator {
+    rng: StdRng,
+    customer_count: u32,
+}
+
+impl OrderGenerator {
+    /// A generator over `customer_count` customers, seeded from the OS.
+    pub fn new(customer_count: u32) -> Self {
+        Self::with_rng(customer_count, rand::make_rng())
+    }
+
+    /// A generator with a fixed seed, for reproducible tests.
+    pub fn seeded(customer_count: u32, seed: u64) -> Self {
+        Self::with_rng(customer_count, StdRng::seed_from_u64(seed))
+    }
+
+    fn with_rng(customer_count: u32, rng: StdRng) -> Self {
+        OrderGenerator {
+            rng,
+            customer_count: customer_count.max(1),
+        }
+    }
+
+    /// The next order, valid by construction (the test suite checks it against the contract).
+    pub fn next_order(&mut self) -> Order {
+        // Squaring a uniform draw skews towards low numbers: customer-1 orders far more often
+        // than customer-300, as real regulars do.
+        let draw: f64 = self.rng.random();
+        let customer = 1 + (draw * draw * f64::from(self.customer_count)) as u32;
+        let customer = customer.min(self.customer_count);
+        let lines = self.rng.random_range(1..=4usize);
+        let items: Vec<OrderItem> = MENU
+            .sample(&mut self.rng, lines)
+            .map(|(sku, name, price)| OrderItem {
+                sku: (*sku).to_string(),
+                name: (*name).to_string(),
+                quantity: if self.rng.random_bool(0.1) {
+                    self.rng.random_range(4..=10)
+                } else {
+                    self.rng.random_range(1..=3)
+                },
+                unit_price_cents: *price,
+            })
+            .collect();
+        let total_cents = items
+            .iter()
+            .map(|item| item.quantity * item.unit_price_cents)
+            .sum();
+        Order {
+            schema_version: SCHEMA_VERSION,
+            order_id: Uuid::new_v4(),
+            customer_id: format!("customer-{customer}"),
+            created_at: Utc::now(),
+            restaurant: RESTAURANTS
+                .choose(&mut self.rng)
+                .copied()
+                .unwrap_or("Chez Luigi")
+                .to_string(),
+            delivery_address: address_of(customer),
+            items,
+            total_cents,
+            currency: "EUR".to_string(),
+        }
+    }
+}
+
+/// A customer lives at one address, so their orders agree with each other.
+fn address_of(customer: u32) -> DeliveryAddress {
+    let index = customer as usize;
+    let (postal_code, city) = CITIES[index % CITIES.len()];
+    DeliveryAddress {
+        street: format!("{} {}", 1 + index % 97, STREETS[index % STREETS.len()]),
+        postal_code: postal_code.to_string(),
+        city: city.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{HashMap, HashSet};
+
+    #[test]
+    fn generated_orders_pass_the_contract_after_a_round_trip() {
+        let mut generator = OrderGenerator::seeded(300, 7);
+        for _ in 0..1000 {
+            let order = generator.next_order();
+            let decoded = Order::decode(Some(&order.to_json()), 64 * 1024).expect("valid");
+            assert_eq!(decoded, order);
+        }
+    }
+
+    #[test]
+    fn customers_are_skewed_and_stay_within_the_configured_count() {
+        let mut generator = OrderGenerator::seeded(300, 11);
+        let mut per_customer: HashMap<String, usize> = HashMap::new();
+        for _ in 0..6000 {
+            *per_customer
+                .entry(generator.next_order().customer_id)
+                .or_default() += 1;
+        }
+        let numbers: HashSet<u32> = per_customer
+            .keys()
+            .map(|id| id.trim_start_matches("customer-").parse().expect("number"))
+            .collect();
+        assert!(numbers.iter().all(|n| (1..=300).contains(n)));
+        assert!(numbers.len() > 150, "a few hundred customers: {}", numbers.len());
+        let low = per_customer.get("customer-1").copied().unwrap_or(0);
+        let high = per_customer.get("customer-290").copied().unwrap_or(0);
+        assert!(low > high, "regulars order more: {low} vs {high}");
+    }
+
+    #[test]
+    fn order_ids_are_unique() {
+        let mut generator = OrderGenerator::seeded(10, 3);
+        let ids: HashSet<Uuid> = (0..1000).map(|_| generator.next_order().order_id).collect();
+        assert_eq!(ids.len(), 1000);
+    }
+}
