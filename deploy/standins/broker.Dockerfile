@@ -10,10 +10,10 @@ LABEL org.opencontainers.image.description="Local stand-in for confluentinc/cp-k
 
 COPY tansu /usr/local/bin/tansu
 
-# The compose network listener only, as cp-kafka's INTERNAL listener: kafka:29092. Storage is
-# tansu's default, memory: the stand-in serves one test run and keeps nothing.
-ENV LISTENER_URL=tcp://0.0.0.0:29092 \
-    ADVERTISED_LISTENER_URL=tcp://kafka:29092
+# One listener, on the port of cp-kafka's INTERNAL listener; the address it advertises belongs
+# to where it runs (deploy/compose.standin.yml sets ADVERTISED_LISTENER_URL=tcp://kafka:29092).
+# Storage is tansu's default, memory: the stand-in serves one test run and keeps nothing.
+ENV LISTENER_URL=tcp://0.0.0.0:29092
 EXPOSE 29092
 USER 65532:65532
 
