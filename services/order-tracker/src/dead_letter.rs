@@ -1,0 +1,174 @@
+//! The dead-letter topic: where a message that is not a valid order goes, with why and where
+//! it came from, so that nothing is dropped and the stream goes on.
+//!
+//! A poison message must never block the partition nor be lost, so the tracker writes it here
+//! and stores its offset only after the broker acknowledged the write (`acks=all`, idempotent).
+//! A failed write is transient by nature (broker away, leader moving) and is retried with
+//! backoff until it succeeds or the tracker is asked to stop, in which case the offset stays
+//! unstored and the message is read again next time. The one permanent failure, a value too
+//! large for the dead-letter topic, is written again without its value and says so in a header.
+//!
+//! Headers (all UTF-8): `dlq.reason` (a stable code such as `total-mismatch`), `dlq.detail`
+//! (the human explanation), `dlq.source.topic`, `dlq.source.partition`, `dlq.source.offset`,
+//! `dlq.group`, `dlq.failed-at` (RFC 3339). The original key, value and headers are kept.
+
+use order_contract::RejectReason;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use service_runtime::shutdown::Shutdown;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// Header names, for readers of the dead-letter topic.
+pub mod header {
+    pub const REASON: &str = "dlq.reason";
+    pub const DETAIL: &str = "dlq.detail";
+    pub const SOURCE_TOPIC: &str = "dlq.source.topic";
+    pub const SOURCE_PARTITION: &str = "dlq.source.partition";
+    pub const SOURCE_OFFSET: &str = "dlq.source.offset";
+    pub const GROUP: &str = "dlq.group";
+    pub const FAILED_AT: &str = "dlq.failed-at";
+    pub const VALUE_OMITTED: &str = "dlq.value-omitted";
+}
+
+/// Writes rejected messages to the dead-letter topic.
+pub struct DeadLetterWriter {
+    producer: FutureProducer,
+    topic: String,
+    group_id: String,
+}
+
+impl std::fmt::Debug for DeadLetterWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetterWriter")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What became of a dead-letter write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterOutcome {
+    /// Acknowledged: the source offset may be stored.
+    Written { partition: i32, offset: i64 },
+    /// Shutdown came first: the source offset must not be stored.
+    Abandoned,
+}
+
+impl DeadLetterWriter {
+    pub fn new(producer: FutureProducer, topic: String, group_id: String) -> Self {
+        DeadLetterWriter {
+            producer,
+            topic,
+            group_id,
+        }
+    }
+
+    /// Writes `message` with `reason`, retrying until acknowledged or shutdown.
+    pub async fn write(
+        &self,
+        message: &BorrowedMessage<'_>,
+        reason: &RejectReason,
+        shutdown: &mut Shutdown,
+    ) -> DeadLetterOutcome {
+        let mut backoff = Duration::from_millis(100);
+        let mut omit_value = false;
+        loop {
+            let headers = self.headers(message, reason, omit_value);
+            let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic).headers(headers);
+            if let Some(key) = message.key() {
+                record = record.key(key);
+            }
+            if !omit_value {
+                if let Some(value) = message.payload() {
+                    record = record.payload(value);
+                }
+            }
+            let sent = tokio::select! {
+                _ = shutdown.requested() => return DeadLetterOutcome::Abandoned,
+                sent = self.producer.send(record, Duration::from_secs(30)) => sent,
+            };
+            match sent {
+                Ok(delivery) => {
+                    return DeadLetterOutcome::Written {
+                        partition: delivery.partition,
+                        offset: delivery.offset,
+                    };
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _))
+                    if !omit_value =>
+                {
+                    info!(
+                        source_offset = message.offset(),
+                        "message too large for the dead-letter topic; writing it without its value"
+                    );
+                    omit_value = true;
+                }
+                Err((err, _)) => {
+                    warn!(
+                        error = %err,
+                        retry_in_ms = backoff.as_millis() as u64,
+                        source = %format!("{}/{}@{}", message.topic(), message.partition(), message.offset()),
+                        "dead-letter write failed; retrying (the source offset stays unstored)"
+                    );
+                    tokio::select! {
+                        _ = shutdown.requested() => return DeadLetterOutcome::Abandoned,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    fn headers(
+        &self,
+        message: &BorrowedMessage<'_>,
+        reason: &RejectReason,
+        omit_value: bool,
+    ) -> OwnedHeaders {
+        let mut headers = OwnedHeaders::new();
+        if let Some(original) = message.headers() {
+            for header in original.iter() {
+                headers = headers.insert(Header {
+                    key: header.key,
+                    value: header.value,
+                });
+            }
+        }
+        let partition = message.partition().to_string();
+        let offset = message.offset().to_string();
+        let detail = reason.to_string();
+        let failed_at = chrono::Utc::now().to_rfc3339();
+        let omitted = message.payload_len().to_string();
+        let mut ours = vec![
+            (header::REASON, reason.code()),
+            (header::DETAIL, detail.as_str()),
+            (header::SOURCE_TOPIC, message.topic()),
+            (header::SOURCE_PARTITION, partition.as_str()),
+            (header::SOURCE_OFFSET, offset.as_str()),
+            (header::GROUP, self.group_id.as_str()),
+            (header::FAILED_AT, failed_at.as_str()),
+        ];
+        if omit_value {
+            ours.push((header::VALUE_OMITTED, omitted.as_str()));
+        }
+        for (key, value) in ours {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        headers
+    }
+
+    /// Waits for outstanding dead-letter writes (there are none between messages, since each
+    /// write is awaited; this is for symmetry with the producer and costs nothing).
+    pub fn flush(&self, timeout: Duration) {
+        use rdkafka::producer::Producer;
+        if let Err(err) = self.producer.flush(timeout) {
+            warn!(error = %err, "dead-letter producer flush incomplete");
+        }
+    }
+}

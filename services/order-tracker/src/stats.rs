@@ -1,0 +1,447 @@
+//! Running statistics, alerts and duplicate recognition: the tracker's pure logic, with no
+//! Kafka in it, so that it is tested directly.
+//!
+//! Memory is bounded everywhere a hostile or simply long-lived stream could grow it: recent
+//! order ids and per-customer burst windows live in LRU caches; per-item totals are bounded by
+//! the menu; per-customer totals are capped and the least active customer is forgotten first.
+
+use chrono::{DateTime, Utc};
+use lru::LruCache;
+use order_contract::{Money, Order};
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Remembers the most recent order ids to recognise redeliveries.
+#[derive(Debug)]
+pub struct SeenOrders {
+    ids: LruCache<Uuid, ()>,
+}
+
+impl SeenOrders {
+    pub fn new(capacity: NonZeroUsize) -> Self {
+        SeenOrders {
+            ids: LruCache::new(capacity),
+        }
+    }
+
+    /// Records `id`; true the first time it is seen (within the remembered window).
+    pub fn first_sighting(&mut self, id: Uuid) -> bool {
+        self.ids.put(id, ()).is_none()
+    }
+}
+
+/// Totals for one menu item.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ItemTotals {
+    pub name: String,
+    pub quantity: i64,
+    pub revenue_cents: i64,
+}
+
+/// Totals for one customer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CustomerTotals {
+    pub orders: u64,
+    pub revenue_cents: i64,
+}
+
+/// At most this many customers keep running totals; past it the least active are dropped.
+const MAX_TRACKED_CUSTOMERS: usize = 100_000;
+
+/// Orders and revenue in total, per item and per customer.
+#[derive(Debug)]
+pub struct Statistics {
+    pub orders: u64,
+    pub revenue_cents: i64,
+    pub currency: String,
+    pub duplicates: u64,
+    pub dead_lettered: u64,
+    items: HashMap<String, ItemTotals>,
+    customers: HashMap<String, CustomerTotals>,
+    window_started: Instant,
+    orders_at_window_start: u64,
+}
+
+impl Default for Statistics {
+    fn default() -> Self {
+        Statistics {
+            orders: 0,
+            revenue_cents: 0,
+            currency: "EUR".into(),
+            duplicates: 0,
+            dead_lettered: 0,
+            items: HashMap::new(),
+            customers: HashMap::new(),
+            window_started: Instant::now(),
+            orders_at_window_start: 0,
+        }
+    }
+}
+
+impl Statistics {
+    /// Adds one order (already known not to be a duplicate).
+    pub fn record(&mut self, order: &Order) {
+        self.orders += 1;
+        self.revenue_cents = self.revenue_cents.saturating_add(order.total_cents);
+        self.currency.clone_from(&order.currency);
+        for item in &order.items {
+            let totals = self.items.entry(item.sku.clone()).or_default();
+            if totals.name.is_empty() {
+                totals.name.clone_from(&item.name);
+            }
+            totals.quantity = totals.quantity.saturating_add(item.quantity);
+            totals.revenue_cents = totals
+                .revenue_cents
+                .saturating_add(item.line_total_cents().unwrap_or(i64::MAX));
+        }
+        if !self.customers.contains_key(&order.customer_id)
+            && self.customers.len() >= MAX_TRACKED_CUSTOMERS
+        {
+            self.forget_least_active_customer();
+        }
+        let customer = self.customers.entry(order.customer_id.clone()).or_default();
+        customer.orders += 1;
+        customer.revenue_cents = customer.revenue_cents.saturating_add(order.total_cents);
+    }
+
+    fn forget_least_active_customer(&mut self) {
+        if let Some(least) = self
+            .customers
+            .iter()
+            .min_by_key(|(_, totals)| totals.orders)
+            .map(|(id, _)| id.clone())
+        {
+            self.customers.remove(&least);
+        }
+    }
+
+    /// Totals for one item.
+    pub fn item(&self, sku: &str) -> Option<&ItemTotals> {
+        self.items.get(sku)
+    }
+
+    /// Totals for one customer.
+    pub fn customer(&self, customer_id: &str) -> Option<CustomerTotals> {
+        self.customers.get(customer_id).copied()
+    }
+
+    /// The `n` items sold most (by quantity, then revenue).
+    pub fn top_items(&self, n: usize) -> Vec<(&str, &ItemTotals)> {
+        let mut items: Vec<_> = self.items.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        items.sort_by(|a, b| {
+            (b.1.quantity, b.1.revenue_cents, a.0).cmp(&(a.1.quantity, a.1.revenue_cents, b.0))
+        });
+        items.truncate(n);
+        items
+    }
+
+    /// The `n` customers with the most revenue (then most orders).
+    pub fn top_customers(&self, n: usize) -> Vec<(&str, CustomerTotals)> {
+        let mut customers: Vec<_> = self
+            .customers
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        customers.sort_by(|a, b| {
+            (b.1.revenue_cents, b.1.orders, a.0).cmp(&(a.1.revenue_cents, a.1.orders, b.0))
+        });
+        customers.truncate(n);
+        customers
+    }
+
+    /// A snapshot for the periodic summary; starts a new rate window.
+    pub fn summary(&mut self) -> Summary {
+        let elapsed = self.window_started.elapsed();
+        let in_window = self.orders - self.orders_at_window_start;
+        let per_second = in_window as f64 / elapsed.as_secs_f64().max(f64::EPSILON);
+        self.window_started = Instant::now();
+        self.orders_at_window_start = self.orders;
+        Summary {
+            orders: self.orders,
+            revenue: Money::new(self.revenue_cents, &self.currency).to_string(),
+            per_second,
+            top_items: self
+                .top_items(3)
+                .into_iter()
+                .map(|(_, item)| {
+                    format!(
+                        "{} x{} ({})",
+                        item.name,
+                        item.quantity,
+                        Money::new(item.revenue_cents, &self.currency)
+                    )
+                })
+                .collect(),
+            top_customers: self
+                .top_customers(3)
+                .into_iter()
+                .map(|(id, totals)| {
+                    format!(
+                        "{id} ({} orders, {})",
+                        totals.orders,
+                        Money::new(totals.revenue_cents, &self.currency)
+                    )
+                })
+                .collect(),
+            duplicates: self.duplicates,
+            dead_lettered: self.dead_lettered,
+        }
+    }
+}
+
+/// What the periodic summary line says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub orders: u64,
+    pub revenue: String,
+    pub per_second: f64,
+    pub top_items: Vec<String>,
+    pub top_customers: Vec<String>,
+    pub duplicates: u64,
+    pub dead_lettered: u64,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let or_none = |list: &[String]| {
+            if list.is_empty() {
+                "none yet".to_string()
+            } else {
+                list.join(", ")
+            }
+        };
+        write!(
+            f,
+            "stats: {} orders, {} revenue, {:.1} orders/s; top items: {}; top customers: {}; {} duplicates recognised; {} dead-lettered",
+            self.orders,
+            self.revenue,
+            self.per_second,
+            or_none(&self.top_items),
+            or_none(&self.top_customers),
+            self.duplicates,
+            self.dead_lettered
+        )
+    }
+}
+
+/// An alert raised by an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Alert {
+    /// The order's total is above the threshold.
+    HighValue { total_cents: i64, threshold_cents: i64 },
+    /// The customer placed more than `threshold` orders within `window`.
+    Burst {
+        orders_in_window: usize,
+        threshold: u32,
+        window: Duration,
+    },
+}
+
+impl Alert {
+    /// A short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Alert::HighValue { .. } => "high-value",
+            Alert::Burst { .. } => "burst",
+        }
+    }
+}
+
+/// How many customers' recent order times are kept for burst detection.
+const BURST_CUSTOMERS: usize = 50_000;
+
+/// The alert thresholds, and the per-customer windows they need.
+#[derive(Debug)]
+pub struct AlertRules {
+    high_value_cents: i64,
+    burst_count: u32,
+    burst_window: Duration,
+    recent: LruCache<String, VecDeque<DateTime<Utc>>>,
+}
+
+impl AlertRules {
+    pub fn new(high_value_cents: i64, burst_count: u32, burst_window: Duration) -> Self {
+        AlertRules {
+            high_value_cents,
+            burst_count,
+            burst_window,
+            recent: LruCache::new(NonZeroUsize::new(BURST_CUSTOMERS).unwrap_or(NonZeroUsize::MIN)),
+        }
+    }
+
+    /// The alerts `order` raises. Bursts are judged on the orders' own `created_at`, not on
+    /// when the tracker reads them, so a replay or a lagging tracker sees the same bursts.
+    /// A burst alerts once, when it crosses the threshold, not on every order after.
+    pub fn check(&mut self, order: &Order) -> Vec<Alert> {
+        let mut alerts = Vec::new();
+        if order.total_cents > self.high_value_cents {
+            alerts.push(Alert::HighValue {
+                total_cents: order.total_cents,
+                threshold_cents: self.high_value_cents,
+            });
+        }
+        let window = chrono::Duration::from_std(self.burst_window).unwrap_or(chrono::Duration::MAX);
+        let times = self
+            .recent
+            .get_or_insert_mut(order.customer_id.clone(), VecDeque::new);
+        // Keep the window sorted even if orders arrive slightly out of time order.
+        let at = times.partition_point(|t| *t <= order.created_at);
+        times.insert(at, order.created_at);
+        let newest = times.back().copied().unwrap_or(order.created_at);
+        while times.front().is_some_and(|t| newest - *t >= window) {
+            times.pop_front();
+        }
+        let threshold = self.burst_count as usize;
+        if times.len() == threshold + 1 {
+            alerts.push(Alert::Burst {
+                orders_in_window: times.len(),
+                threshold: self.burst_count,
+                window: self.burst_window,
+            });
+        }
+        // Bounded even for a customer ordering non-stop.
+        while times.len() > threshold + 1 {
+            times.pop_front();
+        }
+        alerts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use order_contract::{DeliveryAddress, OrderItem};
+
+    fn order(customer: &str, items: &[(&str, i64, i64)], at_secs: i64) -> Order {
+        let items: Vec<OrderItem> = items
+            .iter()
+            .map(|(sku, quantity, price)| OrderItem {
+                sku: (*sku).into(),
+                name: format!("Item {sku}"),
+                quantity: *quantity,
+                unit_price_cents: *price,
+            })
+            .collect();
+        Order {
+            schema_version: 1,
+            order_id: Uuid::new_v4(),
+            customer_id: customer.into(),
+            created_at: Utc.timestamp_opt(1_700_000_000 + at_secs, 0).unwrap(),
+            restaurant: "Chez Luigi".into(),
+            delivery_address: DeliveryAddress {
+                street: "1 rue".into(),
+                postal_code: "75001".into(),
+                city: "Paris".into(),
+            },
+            total_cents: items.iter().map(|i| i.quantity * i.unit_price_cents).sum(),
+            items,
+            currency: "EUR".into(),
+        }
+    }
+
+    #[test]
+    fn totals_add_up_per_order_item_and_customer() {
+        let mut stats = Statistics::default();
+        stats.record(&order("c1", &[("PIZ", 2, 1000), ("COL", 1, 250)], 0));
+        stats.record(&order("c2", &[("PIZ", 1, 1000)], 1));
+        stats.record(&order("c1", &[("COL", 3, 250)], 2));
+        assert_eq!(stats.orders, 3);
+        assert_eq!(stats.revenue_cents, 2250 + 1000 + 750);
+        let pizza = stats.item("PIZ").expect("pizza");
+        assert_eq!((pizza.quantity, pizza.revenue_cents), (3, 3000));
+        let cola = stats.item("COL").expect("cola");
+        assert_eq!((cola.quantity, cola.revenue_cents), (4, 1000));
+        assert_eq!(
+            stats.customer("c1"),
+            Some(CustomerTotals {
+                orders: 2,
+                revenue_cents: 3000
+            })
+        );
+    }
+
+    #[test]
+    fn top_lists_are_ordered_by_volume_and_revenue() {
+        let mut stats = Statistics::default();
+        stats.record(&order("small", &[("A", 1, 100)], 0));
+        stats.record(&order("big", &[("B", 5, 2000)], 0));
+        stats.record(&order("mid", &[("A", 2, 100), ("C", 1, 900)], 0));
+        let items: Vec<&str> = stats.top_items(2).into_iter().map(|(sku, _)| sku).collect();
+        assert_eq!(items, vec!["B", "A"]);
+        let customers: Vec<&str> = stats.top_customers(3).into_iter().map(|(c, _)| c).collect();
+        assert_eq!(customers, vec!["big", "mid", "small"]);
+    }
+
+    #[test]
+    fn the_summary_reports_totals_and_starts_a_new_rate_window() {
+        let mut stats = Statistics::default();
+        stats.record(&order("c1", &[("A", 2, 1250)], 0));
+        stats.duplicates = 1;
+        let summary = stats.summary();
+        assert_eq!(summary.orders, 1);
+        assert_eq!(summary.revenue, "25.00 EUR");
+        assert!(summary.per_second > 0.0);
+        let line = summary.to_string();
+        assert!(line.contains("1 orders, 25.00 EUR revenue"), "{line}");
+        assert!(line.contains("Item A x2 (25.00 EUR)"), "{line}");
+        assert!(line.contains("c1 (1 orders, 25.00 EUR)"), "{line}");
+        assert!(line.contains("1 duplicates recognised"), "{line}");
+        assert_eq!(stats.summary().per_second, 0.0, "nothing new since");
+    }
+
+    #[test]
+    fn a_redelivered_order_id_is_recognised_within_the_remembered_window() {
+        let mut seen = SeenOrders::new(NonZeroUsize::new(2).expect("2"));
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        assert!(seen.first_sighting(a));
+        assert!(!seen.first_sighting(a));
+        assert!(seen.first_sighting(b));
+        assert!(seen.first_sighting(c), "a is now the oldest and forgotten");
+        assert!(seen.first_sighting(a), "memory is bounded to two ids");
+    }
+
+    #[test]
+    fn an_order_above_the_threshold_raises_a_high_value_alert() {
+        let mut rules = AlertRules::new(10_000, 5, Duration::from_secs(60));
+        assert!(rules.check(&order("c", &[("A", 1, 10_000)], 0)).is_empty());
+        let alerts = rules.check(&order("d", &[("A", 1, 10_001)], 0));
+        assert_eq!(
+            alerts,
+            vec![Alert::HighValue {
+                total_cents: 10_001,
+                threshold_cents: 10_000
+            }]
+        );
+    }
+
+    #[test]
+    fn a_burst_alerts_once_when_it_crosses_the_threshold() {
+        let mut rules = AlertRules::new(i64::MAX, 3, Duration::from_secs(60));
+        let kinds: Vec<usize> = (0..6)
+            .map(|i| rules.check(&order("c", &[("A", 1, 100)], i * 5)).len())
+            .collect();
+        assert_eq!(kinds, vec![0, 0, 0, 1, 0, 0]);
+    }
+
+    #[test]
+    fn orders_spread_wider_than_the_window_are_no_burst() {
+        let mut rules = AlertRules::new(i64::MAX, 2, Duration::from_secs(60));
+        for i in 0..10 {
+            assert!(rules.check(&order("c", &[("A", 1, 100)], i * 31)).is_empty());
+        }
+    }
+
+    #[test]
+    fn bursts_are_per_customer() {
+        let mut rules = AlertRules::new(i64::MAX, 2, Duration::from_secs(60));
+        for i in 0..2 {
+            assert!(rules.check(&order("a", &[("A", 1, 100)], i)).is_empty());
+            assert!(rules.check(&order("b", &[("A", 1, 100)], i)).is_empty());
+        }
+        assert_eq!(rules.check(&order("a", &[("A", 1, 100)], 3)).len(), 1);
+    }
+}
