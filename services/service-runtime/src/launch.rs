@@ -95,7 +95,7 @@ impl Service {
             match run(config, shutdown).await {
                 Ok(outcome) => Some(outcome),
                 Err(err) => {
-                    tracing::error!(error = %err, "{} stopped on an error", self.name);
+                    tracing::error!(error = %err, "{} failed: {err}", self.name);
                     None
                 }
             }
