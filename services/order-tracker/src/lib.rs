@@ -394,6 +394,17 @@ impl Tracker {
     }
 }
 
+/// Logs the statistics summary, with its numbers as structured fields too.
+fn log_summary(what: &str, statistics: &mut Statistics) {
+    let summary = statistics.summary();
+    info!(
+        orders = summary.orders,
+        duplicates = summary.duplicates,
+        dead_lettered = summary.dead_lettered,
+        "{what}: {summary}"
+    );
+}
+
 /// Runs the tracker until `shutdown` fires, then commits and leaves the group.
 pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcome, TrackerError> {
     let metrics = TrackerMetrics::default();
@@ -489,7 +500,7 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
         tokio::select! {
             biased;
             _ = shutdown.requested() => break,
-            _ = stats_tick.tick() => info!("{}", tracker.statistics.summary()),
+            _ = stats_tick.tick() => log_summary("stats", &mut tracker.statistics),
             received = consumer.recv() => match received {
                 Ok(message) => match tracker.handle(&message, &mut shutdown).await {
                     Handled::Done => {
@@ -516,7 +527,7 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
         }
     }
 
-    info!("stopping: no new orders taken; {}", tracker.statistics.summary());
+    log_summary("stopping, no new orders taken; final stats", &mut tracker.statistics);
     let offsets = stored
         .lock()
         .map(|stored| describe_offsets(&topic, &stored))

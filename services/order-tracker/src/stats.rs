@@ -215,7 +215,7 @@ impl fmt::Display for Summary {
         };
         write!(
             f,
-            "stats: {} orders, {} revenue, {:.1} orders/s; top items: {}; top customers: {}; {} duplicates recognised; {} dead-lettered",
+            "{} orders, {} revenue, {:.1} orders/s; top items: {}; top customers: {}; {} duplicates recognised; {} dead-lettered",
             self.orders,
             self.revenue,
             self.per_second,
