@@ -151,6 +151,20 @@ pub fn assigned_partitions(events: &[Event]) -> Vec<i32> {
     partitions
 }
 
+/// Polls `condition` until it holds or `timeout` passes; for conditions over several services.
+pub fn eventually(timeout: Duration, condition: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Waits up to `timeout` for `service` to have tracked `count` orders.
 pub fn wait_for_tracked(service: &Service, count: usize, timeout: Duration) -> bool {
     service.wait_until(timeout, |events| tracked(events).len() >= count)
