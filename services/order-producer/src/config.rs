@@ -41,6 +41,9 @@ pub const VARIABLES: &[Variable] = &[
     },
 ];
 
+/// The producer's Kafka `client.id`.
+pub const CLIENT_ID: &str = "order-producer";
+
 /// Everything the producer needs, validated.
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
@@ -89,6 +92,7 @@ impl ProducerConfig {
     pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
         let common = CommonConfig::from_vars(vars)?;
         let kafka = KafkaSettings::from_vars(vars)?;
+        kafka.check(&kafka.producer(CLIENT_ID)?)?;
         let table: Vec<Variable> = VARIABLES.iter().chain(COMMON_VARIABLES).copied().collect();
         let raw: Raw = load(vars, &table)?;
         let rate = raw.orders_per_second;

@@ -190,7 +190,7 @@ pub async fn run(config: ProducerConfig, shutdown: Shutdown) -> Result<Outcome, 
         count = config.order_count.map_or("until stopped".to_string(), |n| n.to_string()),
         "order-producer starting"
     );
-    let client_config = config.kafka.producer("order-producer")?;
+    let client_config = config.kafka.producer(config::CLIENT_ID)?;
     let producer: Arc<OrderProducer> = Arc::new(
         client_config
             .create_with_context(OrderDeliveryContext {

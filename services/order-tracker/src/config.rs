@@ -93,6 +93,10 @@ impl StartFrom {
     }
 }
 
+/// The Kafka `client.id` of the tracker's consumer and of its dead-letter producer.
+pub const CONSUMER_CLIENT_ID: &str = "order-tracker";
+pub const DEAD_LETTER_CLIENT_ID: &str = "order-tracker-dead-letters";
+
 /// Everything the tracker needs, validated.
 #[derive(Debug, Clone)]
 pub struct TrackerConfig {
@@ -189,10 +193,13 @@ impl TrackerConfig {
         if raw.health_port == 0 {
             return refuse("HEALTH_PORT", "0".into());
         }
+        let group_id = raw.group_id.trim().to_string();
+        kafka.check(&kafka.consumer(CONSUMER_CLIENT_ID, &group_id)?)?;
+        kafka.check(&kafka.producer(DEAD_LETTER_CLIENT_ID)?)?;
         Ok(TrackerConfig {
             common,
             kafka,
-            group_id: raw.group_id.trim().to_string(),
+            group_id,
             start_from,
             stats_interval: positive_secs(raw.stats_interval_secs, VARIABLES, "STATS_INTERVAL_SECS")?,
             alert_order_total_cents: raw.alert_order_total_cents,

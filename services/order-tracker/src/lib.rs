@@ -430,7 +430,7 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
     let stored: StoredOffsets = Arc::default();
     let consumer: StreamConsumer<TrackerContext> = config
         .kafka
-        .consumer("order-tracker", &config.group_id)?
+        .consumer(config::CONSUMER_CLIENT_ID, &config.group_id)?
         .create_with_context(TrackerContext {
             start_from: config.start_from.clone(),
             first_assignment_done: AtomicBool::new(false),
@@ -441,7 +441,7 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
         .map_err(explain)?;
     let dead_letter_producer: FutureProducer = config
         .kafka
-        .producer("order-tracker-dead-letters")?
+        .producer(config::DEAD_LETTER_CLIENT_ID)?
         .create()
         .map_err(explain)?;
 

@@ -218,6 +218,18 @@ impl KafkaSettings {
         Ok(config)
     }
 
+    /// Asks librdkafka to parse `config` without connecting, so that an unknown property or a
+    /// refused value stops the service at start, naming its variable.
+    pub fn check(&self, config: &ClientConfig) -> Result<(), ConfigError> {
+        match config.create_native_config() {
+            Ok(_) => Ok(()),
+            Err(err) => Err(self.explain(err).unwrap_or_else(|err| ConfigError::Rejected {
+                variable: "KAFKA_*".into(),
+                reason: err.to_string(),
+            })),
+        }
+    }
+
     /// Turns librdkafka's refusal of a configuration into an error naming the variable to fix.
     /// Other errors come back unchanged.
     pub fn explain(&self, err: KafkaError) -> Result<ConfigError, KafkaError> {

@@ -58,6 +58,9 @@ pub struct TopicSpec {
     pub retention_variable: &'static str,
 }
 
+/// topic-init's Kafka `client.id`.
+pub const CLIENT_ID: &str = "topic-init";
+
 /// Everything topic-init needs, validated.
 #[derive(Debug, Clone)]
 pub struct TopicInitConfig {
@@ -109,6 +112,7 @@ impl TopicInitConfig {
     pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
         let common = CommonConfig::from_vars(vars)?;
         let kafka = KafkaSettings::from_vars(vars)?;
+        kafka.check(&kafka.admin(CLIENT_ID)?)?;
         let table: Vec<Variable> = VARIABLES.iter().chain(COMMON_VARIABLES).copied().collect();
         let raw: Raw = load(vars, &table)?;
         let check = |ok: bool, name: &'static str, value: String| {

@@ -61,7 +61,7 @@ pub async fn run(config: TopicInitConfig, shutdown: Shutdown) -> Result<Outcome,
     let admin: Admin = Arc::new(
         config
             .kafka
-            .admin("topic-init")?
+            .admin(config::CLIENT_ID)?
             .create()
             .map_err(|err| match config.kafka.explain(err) {
                 Ok(config_error) => TopicInitError::Config(config_error),
