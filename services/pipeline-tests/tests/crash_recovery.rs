@@ -33,6 +33,9 @@ fn a_tracker_killed_mid_stream_and_restarted_loses_no_order_and_recognises_dupli
         "{}",
         first.report()
     );
+    // Two more seconds of live traffic: at least one background commit lands, and more orders
+    // are tracked after it, which the successor will receive again.
+    std::thread::sleep(Duration::from_secs(2));
     first.kill(); // SIGKILL: no final commit, no leaving the group
     let first_run = tracked(&first.events());
     assert!(first_run.len() < total, "killed mid-stream, not after the end");
