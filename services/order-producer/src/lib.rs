@@ -33,6 +33,7 @@ use rdkafka::producer::{
 };
 use service_runtime::config::ConfigError;
 use service_runtime::health::{HealthServer, Readiness};
+use service_runtime::kafka::ErrorLog;
 use service_runtime::launch::Outcome;
 use service_runtime::shutdown::Shutdown;
 use std::sync::Arc;
@@ -106,9 +107,14 @@ impl ProducerMetrics {
 #[derive(Debug)]
 pub struct OrderDeliveryContext {
     metrics: ProducerMetrics,
+    errors: ErrorLog,
 }
 
-impl ClientContext for OrderDeliveryContext {}
+impl ClientContext for OrderDeliveryContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.errors.error(&error, reason);
+    }
+}
 
 impl ProducerContext for OrderDeliveryContext {
     type DeliveryOpaque = Box<DeliveryNote>;
@@ -195,6 +201,7 @@ pub async fn run(config: ProducerConfig, shutdown: Shutdown) -> Result<Outcome, 
         client_config
             .create_with_context(OrderDeliveryContext {
                 metrics: metrics.clone(),
+                errors: ErrorLog::default(),
             })
             .map_err(|err| match config.kafka.explain(err) {
                 Ok(config_error) => ProducerError::Config(config_error),

@@ -16,6 +16,7 @@ use order_contract::RejectReason;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use service_runtime::kafka::QuietContext;
 use service_runtime::shutdown::Shutdown;
 use std::time::Duration;
 use tracing::{info, warn};
@@ -34,7 +35,7 @@ pub mod header {
 
 /// Writes rejected messages to the dead-letter topic.
 pub struct DeadLetterWriter {
-    producer: FutureProducer,
+    producer: FutureProducer<QuietContext>,
     topic: String,
     group_id: String,
 }
@@ -57,7 +58,7 @@ pub enum DeadLetterOutcome {
 }
 
 impl DeadLetterWriter {
-    pub fn new(producer: FutureProducer, topic: String, group_id: String) -> Self {
+    pub fn new(producer: FutureProducer<QuietContext>, topic: String, group_id: String) -> Self {
         DeadLetterWriter {
             producer,
             topic,

@@ -42,6 +42,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use service_runtime::config::ConfigError;
 use service_runtime::health::{HealthServer, Readiness};
+use service_runtime::kafka::{ErrorLog, QuietContext};
 use service_runtime::launch::Outcome;
 use service_runtime::shutdown::Shutdown;
 use std::collections::BTreeMap;
@@ -118,6 +119,7 @@ pub struct TrackerContext {
     readiness: Readiness,
     metrics: TrackerMetrics,
     stored: StoredOffsets,
+    errors: ErrorLog,
 }
 
 impl std::fmt::Debug for TrackerContext {
@@ -163,7 +165,11 @@ fn describe_offsets(topic: &str, stored: &BTreeMap<i32, i64>) -> String {
         .join(" ")
 }
 
-impl ClientContext for TrackerContext {}
+impl ClientContext for TrackerContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.errors.error(&error, reason);
+    }
+}
 
 impl ConsumerContext for TrackerContext {
     fn rebalance(
@@ -437,12 +443,13 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
             readiness: readiness.clone(),
             metrics: metrics.clone(),
             stored: stored.clone(),
+            errors: ErrorLog::default(),
         })
         .map_err(explain)?;
-    let dead_letter_producer: FutureProducer = config
+    let dead_letter_producer: FutureProducer<QuietContext> = config
         .kafka
         .producer(config::DEAD_LETTER_CLIENT_ID)?
-        .create()
+        .create_with_context(QuietContext::default())
         .map_err(explain)?;
 
     let topic = config.common.orders_topic.clone();

@@ -13,8 +13,11 @@
 use crate::config::{COMMON_VARIABLES, ConfigError, entry};
 use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
+use rdkafka::client::ClientContext;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 const PREFIX: &str = "KAFKA_";
 const BOOTSTRAP: &str = "bootstrap.servers";
@@ -380,3 +383,56 @@ mod tests {
         assert!(!explained.to_string().contains("topsecret"), "{explained}");
     }
 }
+
+/// Logs client-level errors (broker down, authentication failed…) without flooding: librdkafka
+/// reports the same errors on every reconnect attempt, so each kind of error is logged at most
+/// once per [`ErrorLog::REPEAT_AFTER`], with how many repeats were held back.
+#[derive(Debug, Default)]
+pub struct ErrorLog {
+    /// error text → (when last logged, repeats held back since)
+    seen: Mutex<std::collections::HashMap<String, (Instant, u64)>>,
+}
+
+impl ErrorLog {
+    /// How long a repeated error stays quiet.
+    pub const REPEAT_AFTER: Duration = Duration::from_secs(30);
+
+    /// Logs `error` unless the same error was logged within [`Self::REPEAT_AFTER`].
+    pub fn error(&self, error: &KafkaError, reason: &str) {
+        // Keyed on the error alone: the reason text varies between attempts ("0/1 brokers are
+        // down", "1/1 brokers are down") for what is one condition.
+        let key = error.to_string();
+        let Ok(mut seen) = self.seen.lock() else {
+            return;
+        };
+        let held_back = match seen.get_mut(&key) {
+            Some((logged, repeats)) if logged.elapsed() < Self::REPEAT_AFTER => {
+                *repeats += 1;
+                return;
+            }
+            Some((_, repeats)) => *repeats,
+            None => 0,
+        };
+        tracing::error!(
+            target: "librdkafka",
+            repeats_held_back = held_back,
+            "kafka client error: {key}: {reason}"
+        );
+        seen.insert(key, (Instant::now(), 0));
+    }
+}
+
+/// A client context that only throttles error logs, for clients with no callbacks of their own
+/// (the admin client, the dead-letter producer).
+#[derive(Debug, Default)]
+pub struct QuietContext {
+    errors: ErrorLog,
+}
+
+impl ClientContext for QuietContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.errors.error(&error, reason);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for QuietContext {}

@@ -17,10 +17,10 @@ use crate::config::{TopicInitConfig, TopicSpec};
 use rdkafka::admin::{
     AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
 };
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::util::Timeout;
 use service_runtime::config::ConfigError;
+use service_runtime::kafka::QuietContext;
 use service_runtime::launch::Outcome;
 use service_runtime::shutdown::Shutdown;
 use std::sync::Arc;
@@ -54,7 +54,7 @@ pub enum TopicOutcome {
     Grown { from: i32, to: i32 },
 }
 
-type Admin = Arc<AdminClient<DefaultClientContext>>;
+type Admin = Arc<AdminClient<QuietContext>>;
 
 /// Waits for the broker, then makes every topic match its spec.
 pub async fn run(config: TopicInitConfig, shutdown: Shutdown) -> Result<Outcome, TopicInitError> {
@@ -62,7 +62,7 @@ pub async fn run(config: TopicInitConfig, shutdown: Shutdown) -> Result<Outcome,
         config
             .kafka
             .admin(config::CLIENT_ID)?
-            .create()
+            .create_with_context(QuietContext::default())
             .map_err(|err| match config.kafka.explain(err) {
                 Ok(config_error) => TopicInitError::Config(config_error),
                 Err(err) => TopicInitError::Kafka(err),
