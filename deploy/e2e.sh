@@ -113,6 +113,10 @@ health() { state "$1" '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{
 # A container's log without colour codes (tracing's text format may emit ANSI escapes).
 clean_logs() { docker logs "$@" 2>&1 | sed 's/\x1b\[[0-9;]*m//g'; }
 
+# `grep -q` would stop reading at the first match and, under pipefail, fail the pipeline with
+# the writer's SIGPIPE; this reads everything.
+contains() { grep "$@" >/dev/null; }
+
 # Polls `$2...` every second until it succeeds or $1 seconds have passed.
 wait_for() {
     local deadline=$((SECONDS + $1))
@@ -321,15 +325,17 @@ check_startup_order() {
 tracker_has_orders() { (($(order_lines "$(container order-tracker)" | wc -l) >= $1)); }
 
 check_orders_in_logs() {
-    local tracker lines distinct
+    local tracker snapshot lines distinct
     tracker="$(container order-tracker)"
     wait_for "$SETTLE_TIMEOUT" tracker_has_orders 20 \
         || { echo "fewer than 20 order lines in the tracker's log after ${SETTLE_TIMEOUT}s"; return 1; }
     # Through `compose logs` too: that is where a person reads them.
-    compose logs --no-color order-tracker 2>&1 | grep -qF "[${ORDERS_TOPIC}/" \
+    compose logs --no-color order-tracker 2>&1 | contains -F "[${ORDERS_TOPIC}/" \
         || { echo "no order line in '${COMPOSE[*]} logs order-tracker'"; return 1; }
-    lines="$(tracked_offsets "$tracker" | wc -l)"
-    distinct="$(tracked_offsets "$tracker" | sort -u | wc -l)"
+    # One snapshot: the log grows between two reads.
+    snapshot="$(tracked_offsets "$tracker")"
+    lines="$(wc -l <<<"$snapshot")"
+    distinct="$(sort -u <<<"$snapshot" | wc -l)"
     ((lines == distinct)) || { echo "$lines order lines for $distinct orders: some order was logged twice"; return 1; }
     log "e.g. $(order_lines "$tracker" | tail -n1 | sed 's/^ *//')"
 }
@@ -345,7 +351,7 @@ trackers_share() {
     (($(containers order-tracker | wc -l) == 3)) || return 1
     for c in $(containers order-tracker); do
         [[ "$(health "$c")" == healthy ]] || return 1
-        tracked_offsets "$c" --since "$since" | grep -q . || return 1
+        tracked_offsets "$c" --since "$since" | contains . || return 1
         covered+="$(tracked_offsets "$c" --since "$since" | cut -d' ' -f1)"$'\n'
     done
     [[ "$(grep . <<<"$covered" | sort -u)" == "$(all_partitions)" ]]
@@ -381,7 +387,7 @@ survivors_took_over() {
     local since_stop="$1" c covered=""
     for c in $(containers order-tracker); do
         [[ "$c" == "$stopped_tracker" ]] && continue
-        clean_logs "$c" --since "$since_stop" | grep -q 'partitions assigned' || return 1
+        clean_logs "$c" --since "$since_stop" | contains 'partitions assigned' || return 1
         covered+="$(tracked_offsets "$c" --since "$since_stop" | cut -d' ' -f1)"$'\n'
     done
     [[ "$(grep . <<<"$covered" | sort -u)" == "$(all_partitions)" ]]
@@ -398,7 +404,7 @@ check_stop_one_tracker() {
     log "stopped tracker ${stopped_tracker:0:12} in $(((t1 - t0) / 1000000)) ms, exit $code"
     [[ "$code" == 0 ]] || { echo "the stopped tracker exited $code, not 0"; return 1; }
     (((t1 - t0) / 1000000000 < GRACE_PERIOD)) || { echo "stopping took longer than ${GRACE_PERIOD}s"; return 1; }
-    clean_logs "$stopped_tracker" | grep -q 'final commit' \
+    clean_logs "$stopped_tracker" | contains 'final commit' \
         || { echo "the stopped tracker logged no 'final commit'"; return 1; }
     wait_for "$SETTLE_TIMEOUT" survivors_took_over "$since" \
         || { echo "within ${SETTLE_TIMEOUT}s the two remaining trackers did not log an assignment and cover every partition"; return 1; }
@@ -458,7 +464,7 @@ check_shutdown() {
     for c in $(containers order-tracker); do
         code="$(state "$c" '{{.State.ExitCode}}')"
         [[ "$code" == 0 ]] || { echo "tracker ${c:0:12} exited $code, not 0"; bad=1; }
-        clean_logs "$c" | grep -q 'final commit' || { echo "tracker ${c:0:12} logged no 'final commit'"; bad=1; }
+        clean_logs "$c" | contains 'final commit' || { echo "tracker ${c:0:12} logged no 'final commit'"; bad=1; }
     done
     for c in $(containers kafka) $(containers order-producer); do
         code="$(state "$c" '{{.State.ExitCode}}')"
@@ -519,8 +525,13 @@ main() {
     if ((failed > 0)); then
         # From the live stack if it is still there, else as saved before `down`.
         if [[ -n "$(containers kafka)" ]]; then save_logs; fi
-        log "----- ${COMPOSE[*]} logs (a check failed; last 400 lines) -----"
-        tail -n 400 "$work/compose-logs.txt" 2>/dev/null || true
+        # In time order (Compose prints each container's log in turn); the per-order lines,
+        # thousands of them, only at the end.
+        sort -t'|' -k2 "$work/compose-logs.txt" >"$work/compose-logs.sorted" 2>/dev/null || true
+        log "----- ${COMPOSE[*]} logs (a check failed), all but per-order lines, last 300 -----"
+        grep -v -e 'order_tracker::orders' -e 'order_producer::delivery' "$work/compose-logs.sorted" | tail -n 300 || true
+        log "----- ${COMPOSE[*]} logs, per-order lines, last 40 -----"
+        grep -e 'order_tracker::orders' -e 'order_producer::delivery' "$work/compose-logs.sorted" | tail -n 40 || true
         log "----- docker events: time(ns)|service|container|exit code|action -----"
         grep -v '|exec_' "$work/events" || true
     fi
