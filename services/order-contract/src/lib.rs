@@ -369,7 +369,10 @@ mod tests {
     #[test]
     fn a_missing_schema_version_is_a_missing_field() {
         let mut value = valid_order_json();
-        value.as_object_mut().expect("object").remove("schema_version");
+        value
+            .as_object_mut()
+            .expect("object")
+            .remove("schema_version");
         assert_eq!(reason_code(&value), "invalid-field");
     }
 

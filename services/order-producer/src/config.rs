@@ -120,7 +120,11 @@ impl ProducerConfig {
             orders_per_second: (rate > 0.0).then_some(rate),
             order_count: raw.order_count,
             customer_count: raw.customer_count,
-            stats_interval: positive_secs(raw.stats_interval_secs, VARIABLES, "STATS_INTERVAL_SECS")?,
+            stats_interval: positive_secs(
+                raw.stats_interval_secs,
+                VARIABLES,
+                "STATS_INTERVAL_SECS",
+            )?,
             flush_timeout: positive_secs(raw.flush_timeout_secs, VARIABLES, "FLUSH_TIMEOUT_SECS")?,
             health_port: raw.health_port,
         })
@@ -170,27 +174,54 @@ mod tests {
 
     #[test]
     fn a_negative_or_infinite_rate_is_refused() {
-        assert_eq!(error_for(&[("ORDERS_PER_SECOND", "-1")]).variable(), "ORDERS_PER_SECOND");
-        assert_eq!(error_for(&[("ORDERS_PER_SECOND", "inf")]).variable(), "ORDERS_PER_SECOND");
-        assert_eq!(error_for(&[("ORDERS_PER_SECOND", "NaN")]).variable(), "ORDERS_PER_SECOND");
+        assert_eq!(
+            error_for(&[("ORDERS_PER_SECOND", "-1")]).variable(),
+            "ORDERS_PER_SECOND"
+        );
+        assert_eq!(
+            error_for(&[("ORDERS_PER_SECOND", "inf")]).variable(),
+            "ORDERS_PER_SECOND"
+        );
+        assert_eq!(
+            error_for(&[("ORDERS_PER_SECOND", "NaN")]).variable(),
+            "ORDERS_PER_SECOND"
+        );
     }
 
     #[test]
     fn an_order_count_must_be_a_positive_whole_number() {
         assert_eq!(error_for(&[("ORDER_COUNT", "0")]).variable(), "ORDER_COUNT");
-        assert_eq!(error_for(&[("ORDER_COUNT", "-3")]).variable(), "ORDER_COUNT");
-        assert_eq!(error_for(&[("ORDER_COUNT", "1.5")]).variable(), "ORDER_COUNT");
+        assert_eq!(
+            error_for(&[("ORDER_COUNT", "-3")]).variable(),
+            "ORDER_COUNT"
+        );
+        assert_eq!(
+            error_for(&[("ORDER_COUNT", "1.5")]).variable(),
+            "ORDER_COUNT"
+        );
         let config = ProducerConfig::from_vars(&vars(&[("ORDER_COUNT", "42")])).expect("42");
         assert_eq!(config.order_count, Some(42));
     }
 
     #[test]
     fn ports_and_periods_are_checked() {
-        assert_eq!(error_for(&[("HEALTH_PORT", "70000")]).variable(), "HEALTH_PORT");
+        assert_eq!(
+            error_for(&[("HEALTH_PORT", "70000")]).variable(),
+            "HEALTH_PORT"
+        );
         assert_eq!(error_for(&[("HEALTH_PORT", "0")]).variable(), "HEALTH_PORT");
-        assert_eq!(error_for(&[("STATS_INTERVAL_SECS", "0")]).variable(), "STATS_INTERVAL_SECS");
-        assert_eq!(error_for(&[("FLUSH_TIMEOUT_SECS", "soon")]).variable(), "FLUSH_TIMEOUT_SECS");
-        assert_eq!(error_for(&[("CUSTOMER_COUNT", "0")]).variable(), "CUSTOMER_COUNT");
+        assert_eq!(
+            error_for(&[("STATS_INTERVAL_SECS", "0")]).variable(),
+            "STATS_INTERVAL_SECS"
+        );
+        assert_eq!(
+            error_for(&[("FLUSH_TIMEOUT_SECS", "soon")]).variable(),
+            "FLUSH_TIMEOUT_SECS"
+        );
+        assert_eq!(
+            error_for(&[("CUSTOMER_COUNT", "0")]).variable(),
+            "CUSTOMER_COUNT"
+        );
     }
 
     #[test]

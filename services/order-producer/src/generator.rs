@@ -172,7 +172,11 @@ mod tests {
             .map(|id| id.trim_start_matches("customer-").parse().expect("number"))
             .collect();
         assert!(numbers.iter().all(|n| (1..=300).contains(n)));
-        assert!(numbers.len() > 150, "a few hundred customers: {}", numbers.len());
+        assert!(
+            numbers.len() > 150,
+            "a few hundred customers: {}",
+            numbers.len()
+        );
         let low = per_customer.get("customer-1").copied().unwrap_or(0);
         let high = per_customer.get("customer-290").copied().unwrap_or(0);
         assert!(low > high, "regulars order more: {low} vs {high}");

@@ -49,10 +49,7 @@ pub enum ProducerError {
     #[error("cannot create the Kafka producer: {0}")]
     Kafka(KafkaError),
     #[error("cannot serve health on port {port}: {source}")]
-    Health {
-        port: u16,
-        source: std::io::Error,
-    },
+    Health { port: u16, source: std::io::Error },
 }
 
 /// What travels with each message to its delivery report.
@@ -183,11 +180,8 @@ pub async fn run(config: ProducerConfig, shutdown: Shutdown) -> Result<Outcome, 
             port: config.health_port,
             source,
         })?;
-    let health_task = tokio::spawn(health.serve(
-        readiness.clone(),
-        Arc::new(registry),
-        shutdown.clone(),
-    ));
+    let health_task =
+        tokio::spawn(health.serve(readiness.clone(), Arc::new(registry), shutdown.clone()));
 
     info!(
         kafka = %config.kafka.describe(),
@@ -264,7 +258,7 @@ async fn produce_orders(
                 }
             }
             // Flat out: still give other tasks (signals, health) a turn now and then.
-            None if sent % 256 == 0 => tokio::task::yield_now().await,
+            None if sent.is_multiple_of(256) => tokio::task::yield_now().await,
             None => {}
         }
         let order = generator.next_order();
@@ -333,7 +327,11 @@ async fn flush(
 ) -> RunSummary {
     let started = Instant::now();
     let in_flight = producer.in_flight_count();
-    info!(in_flight, timeout_secs = timeout.as_secs(), "flushing the producer");
+    info!(
+        in_flight,
+        timeout_secs = timeout.as_secs(),
+        "flushing the producer"
+    );
     let drained = tokio::task::spawn_blocking(move || {
         let result = producer.flush(timeout);
         if result.is_err() {

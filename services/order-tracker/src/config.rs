@@ -179,7 +179,10 @@ impl TrackerConfig {
             return refuse("START_FROM", raw.start_from);
         };
         if raw.alert_order_total_cents < 1 {
-            return refuse("ALERT_ORDER_TOTAL_CENTS", raw.alert_order_total_cents.to_string());
+            return refuse(
+                "ALERT_ORDER_TOTAL_CENTS",
+                raw.alert_order_total_cents.to_string(),
+            );
         }
         if raw.alert_burst_count < 1 {
             return refuse("ALERT_BURST_COUNT", raw.alert_burst_count.to_string());
@@ -201,7 +204,11 @@ impl TrackerConfig {
             kafka,
             group_id,
             start_from,
-            stats_interval: positive_secs(raw.stats_interval_secs, VARIABLES, "STATS_INTERVAL_SECS")?,
+            stats_interval: positive_secs(
+                raw.stats_interval_secs,
+                VARIABLES,
+                "STATS_INTERVAL_SECS",
+            )?,
             alert_order_total_cents: raw.alert_order_total_cents,
             alert_burst_count: raw.alert_burst_count,
             alert_burst_window: positive_secs(
@@ -262,8 +269,14 @@ mod tests {
 
     #[test]
     fn numbers_are_checked() {
-        assert_eq!(error_for(&[("ALERT_BURST_COUNT", "many")]).variable(), "ALERT_BURST_COUNT");
-        assert_eq!(error_for(&[("ALERT_BURST_COUNT", "0")]).variable(), "ALERT_BURST_COUNT");
+        assert_eq!(
+            error_for(&[("ALERT_BURST_COUNT", "many")]).variable(),
+            "ALERT_BURST_COUNT"
+        );
+        assert_eq!(
+            error_for(&[("ALERT_BURST_COUNT", "0")]).variable(),
+            "ALERT_BURST_COUNT"
+        );
         assert_eq!(
             error_for(&[("ALERT_ORDER_TOTAL_CENTS", "-5")]).variable(),
             "ALERT_ORDER_TOTAL_CENTS"
@@ -272,9 +285,18 @@ mod tests {
             error_for(&[("ALERT_BURST_WINDOW_SECS", "0")]).variable(),
             "ALERT_BURST_WINDOW_SECS"
         );
-        assert_eq!(error_for(&[("DEDUP_CAPACITY", "0")]).variable(), "DEDUP_CAPACITY");
-        assert_eq!(error_for(&[("MAX_ORDER_BYTES", "1e3")]).variable(), "MAX_ORDER_BYTES");
-        assert_eq!(error_for(&[("STATS_INTERVAL_SECS", "-1")]).variable(), "STATS_INTERVAL_SECS");
+        assert_eq!(
+            error_for(&[("DEDUP_CAPACITY", "0")]).variable(),
+            "DEDUP_CAPACITY"
+        );
+        assert_eq!(
+            error_for(&[("MAX_ORDER_BYTES", "1e3")]).variable(),
+            "MAX_ORDER_BYTES"
+        );
+        assert_eq!(
+            error_for(&[("STATS_INTERVAL_SECS", "-1")]).variable(),
+            "STATS_INTERVAL_SECS"
+        );
     }
 
     #[test]

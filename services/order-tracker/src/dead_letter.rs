@@ -81,10 +81,8 @@ impl DeadLetterWriter {
             if let Some(key) = message.key() {
                 record = record.key(key);
             }
-            if !omit_value {
-                if let Some(value) = message.payload() {
-                    record = record.payload(value);
-                }
+            if !omit_value && let Some(value) = message.payload() {
+                record = record.payload(value);
             }
             let sent = tokio::select! {
                 _ = shutdown.requested() => return DeadLetterOutcome::Abandoned,

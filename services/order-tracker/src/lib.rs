@@ -61,10 +61,7 @@ pub enum TrackerError {
     #[error("cannot read the orders topic: {0}")]
     Subscribe(KafkaError),
     #[error("cannot serve health on port {port}: {source}")]
-    Health {
-        port: u16,
-        source: std::io::Error,
-    },
+    Health { port: u16, source: std::io::Error },
 }
 
 type Labels = Vec<(&'static str, &'static str)>;
@@ -83,7 +80,11 @@ pub struct TrackerMetrics {
 
 impl TrackerMetrics {
     fn register(&self, registry: &mut Registry) {
-        registry.register("orders_tracked", "Distinct orders tracked", self.tracked.clone());
+        registry.register(
+            "orders_tracked",
+            "Distinct orders tracked",
+            self.tracked.clone(),
+        );
         registry.register(
             "revenue_cents",
             "Revenue of tracked orders, in cents",
@@ -179,7 +180,10 @@ impl ConsumerContext for TrackerContext {
         partitions: &mut TopicPartitionList,
     ) {
         self.metrics.rebalances.inc();
-        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let first = !self.first_assignment_done.swap(true, Ordering::SeqCst);
@@ -188,10 +192,10 @@ impl ConsumerContext for TrackerContext {
                     (StartFrom::Latest, true) => Some(Offset::End),
                     _ => None,
                 };
-                if let Some(offset) = start {
-                    if let Err(err) = partitions.set_all_offsets(offset) {
-                        warn!(error = %err, "cannot set the START_FROM offsets");
-                    }
+                if let Some(offset) = start
+                    && let Err(err) = partitions.set_all_offsets(offset)
+                {
+                    warn!(error = %err, "cannot set the START_FROM offsets");
                 }
                 let result = if cooperative {
                     consumer.incremental_assign(partitions)
@@ -423,11 +427,8 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
             port: config.health_port,
             source,
         })?;
-    let health_task = tokio::spawn(health.serve(
-        readiness.clone(),
-        Arc::new(registry),
-        shutdown.clone(),
-    ));
+    let health_task =
+        tokio::spawn(health.serve(readiness.clone(), Arc::new(registry), shutdown.clone()));
 
     let explain = |err: KafkaError| match config.kafka.explain(err) {
         Ok(config_error) => TrackerError::Config(config_error),
@@ -469,7 +470,9 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
                     .add_partition_offset(&topic, *partition, Offset::Offset(*offset))
                     .map_err(TrackerError::Subscribe)?;
             }
-            consumer.assign(&assignment).map_err(TrackerError::Subscribe)?;
+            consumer
+                .assign(&assignment)
+                .map_err(TrackerError::Subscribe)?;
             info!(
                 partitions = %describe_partitions(&assignment),
                 "partitions assigned manually (START_FROM): {}",
@@ -534,7 +537,10 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
         }
     }
 
-    log_summary("stopping, no new orders taken; final stats", &mut tracker.statistics);
+    log_summary(
+        "stopping, no new orders taken; final stats",
+        &mut tracker.statistics,
+    );
     let offsets = stored
         .lock()
         .map(|stored| describe_offsets(&topic, &stored))
@@ -554,7 +560,9 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
     .await;
     match committed {
         Ok(Ok(())) => info!(offsets = %offsets, "final commit done: {offsets}; left the group"),
-        Ok(Err(err)) => warn!(error = %err, offsets = %offsets, "final commit failed; the next owner re-reads from the previous commit"),
+        Ok(Err(err)) => {
+            warn!(error = %err, offsets = %offsets, "final commit failed; the next owner re-reads from the previous commit")
+        }
         Err(err) => error!(error = %err, "the shutdown task failed"),
     }
     health_task.abort();

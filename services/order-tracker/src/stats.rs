@@ -231,7 +231,10 @@ impl fmt::Display for Summary {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Alert {
     /// The order's total is above the threshold.
-    HighValue { total_cents: i64, threshold_cents: i64 },
+    HighValue {
+        total_cents: i64,
+        threshold_cents: i64,
+    },
     /// The customer placed more than `threshold` orders within `window`.
     Burst {
         orders_in_window: usize,
@@ -431,7 +434,11 @@ mod tests {
     fn orders_spread_wider_than_the_window_are_no_burst() {
         let mut rules = AlertRules::new(i64::MAX, 2, Duration::from_secs(60));
         for i in 0..10 {
-            assert!(rules.check(&order("c", &[("A", 1, 100)], i * 31)).is_empty());
+            assert!(
+                rules
+                    .check(&order("c", &[("A", 1, 100)], i * 31))
+                    .is_empty()
+            );
         }
     }
 

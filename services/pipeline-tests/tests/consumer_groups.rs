@@ -14,8 +14,11 @@ fn two_trackers_in_one_group_split_the_partitions_and_track_every_order_once() {
     let mut second = pipeline.tracker("shared").spawn();
     // Both must be in the group, each holding a share, before orders flow.
     let both_assigned = || {
-        first.wait_until(Duration::from_secs(30), |e| !assigned_partitions(e).is_empty())
-            && second.wait_until(Duration::from_secs(30), |e| !assigned_partitions(e).is_empty())
+        first.wait_until(Duration::from_secs(30), |e| {
+            !assigned_partitions(e).is_empty()
+        }) && second.wait_until(Duration::from_secs(30), |e| {
+            !assigned_partitions(e).is_empty()
+        })
     };
     assert!(both_assigned(), "{}\n{}", first.report(), second.report());
     // Let a cooperative rebalance settle (the first member may give partitions away).
@@ -32,7 +35,10 @@ fn two_trackers_in_one_group_split_the_partitions_and_track_every_order_once() {
 
     let from_first = tracked(&first.events());
     let from_second = tracked(&second.events());
-    assert!(!from_first.is_empty() && !from_second.is_empty(), "both did work");
+    assert!(
+        !from_first.is_empty() && !from_second.is_empty(),
+        "both did work"
+    );
     let partitions_of = |orders: &[common::Tracked]| -> HashSet<String> {
         orders
             .iter()
@@ -40,14 +46,27 @@ fn two_trackers_in_one_group_split_the_partitions_and_track_every_order_once() {
             .collect()
     };
     let (p1, p2) = (partitions_of(&from_first), partitions_of(&from_second));
-    assert!(p1.is_disjoint(&p2), "a partition was read by both: {p1:?} {p2:?}");
-    assert_eq!(p1.len() + p2.len(), 6, "together they read all six partitions");
+    assert!(
+        p1.is_disjoint(&p2),
+        "a partition was read by both: {p1:?} {p2:?}"
+    );
+    assert_eq!(
+        p1.len() + p2.len(),
+        6,
+        "together they read all six partitions"
+    );
 
     let together: Vec<_> = from_first.into_iter().chain(from_second).collect();
     let per_order = counts(&together);
-    assert!(per_order.values().all(|n| *n == 1), "an order was tracked twice");
+    assert!(
+        per_order.values().all(|n| *n == 1),
+        "an order was tracked twice"
+    );
     let delivered_ids: HashSet<_> = delivered.into_iter().map(|d| d.order_id).collect();
-    assert_eq!(per_order.keys().cloned().collect::<HashSet<_>>(), delivered_ids);
+    assert_eq!(
+        per_order.keys().cloned().collect::<HashSet<_>>(),
+        delivered_ids
+    );
 }
 
 #[test]
@@ -69,6 +88,9 @@ fn two_groups_each_see_every_order() {
     for tracker in [&billing, &kitchen] {
         let per_order = counts(&tracked(&tracker.events()));
         assert!(per_order.values().all(|n| *n == 1));
-        assert_eq!(per_order.keys().cloned().collect::<HashSet<_>>(), delivered_ids);
+        assert_eq!(
+            per_order.keys().cloned().collect::<HashSet<_>>(),
+            delivered_ids
+        );
     }
 }

@@ -15,7 +15,7 @@ mod common;
 use common::{Pipeline, counts, deliveries, duplicates, stop_gracefully, tracked};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
-use test_broker::{produce_raw, read_topic};
+use test_broker::{RawMessage, produce_raw, read_topic};
 
 #[test]
 fn a_tracker_killed_mid_stream_and_restarted_loses_no_order_and_recognises_duplicates() {
@@ -38,10 +38,15 @@ fn a_tracker_killed_mid_stream_and_restarted_loses_no_order_and_recognises_dupli
     std::thread::sleep(Duration::from_secs(2));
     first.kill(); // SIGKILL: no final commit, no leaving the group
     let first_run = tracked(&first.events());
-    assert!(first_run.len() < total, "killed mid-stream, not after the end");
+    assert!(
+        first_run.len() < total,
+        "killed mid-stream, not after the end"
+    );
 
     let mut second = pipeline.tracker("crash").spawn();
-    let status = producer.wait_exit(Duration::from_secs(60)).expect("producer ends");
+    let status = producer
+        .wait_exit(Duration::from_secs(60))
+        .expect("producer ends");
     assert!(status.success(), "{}", producer.report());
     let delivered = deliveries(&producer.events());
     assert_eq!(delivered.len(), total);
@@ -50,9 +55,15 @@ fn a_tracker_killed_mid_stream_and_restarted_loses_no_order_and_recognises_dupli
     let first_ids: HashSet<String> = first_run.iter().map(|t| t.order_id.clone()).collect();
     let everything_seen = second.wait_until(Duration::from_secs(90), |events| {
         let second_ids: HashSet<String> = tracked(events).into_iter().map(|t| t.order_id).collect();
-        delivered_ids.iter().all(|id| first_ids.contains(id) || second_ids.contains(id))
+        delivered_ids
+            .iter()
+            .all(|id| first_ids.contains(id) || second_ids.contains(id))
     });
-    assert!(everything_seen, "an order was lost across the crash\n{}", second.report());
+    assert!(
+        everything_seen,
+        "an order was lost across the crash\n{}",
+        second.report()
+    );
 
     let second_run = tracked(&second.events());
     // Each process counted each order it saw once.
@@ -68,7 +79,11 @@ fn a_tracker_killed_mid_stream_and_restarted_loses_no_order_and_recognises_dupli
         .filter(|t| first_at.contains_key(t.order_id.as_str()))
         .collect();
     for order in &redelivered {
-        assert_eq!(first_at[order.order_id.as_str()], order.source, "same message");
+        assert_eq!(
+            first_at[order.order_id.as_str()],
+            order.source,
+            "same message"
+        );
     }
     // The replay is bounded by the commit interval, not the whole topic.
     assert!(
@@ -87,12 +102,14 @@ fn a_tracker_killed_mid_stream_and_restarted_loses_no_order_and_recognises_dupli
             let value = r.value.clone()?;
             let json: serde_json::Value = serde_json::from_slice(&value).ok()?;
             let id = json["order_id"].as_str()?;
-            second_ids.contains(id).then(|| (r.key.clone().unwrap_or_default(), value))
+            second_ids
+                .contains(id)
+                .then(|| (r.key.clone().unwrap_or_default(), value))
         })
         .take(25)
         .collect();
     assert_eq!(copies.len(), 25);
-    let borrowed: Vec<(Option<&[u8]>, Option<&[u8]>)> = copies
+    let borrowed: Vec<RawMessage<'_>> = copies
         .iter()
         .map(|(k, v)| (Some(k.as_slice()), Some(v.as_slice())))
         .collect();

@@ -52,7 +52,11 @@ async fn a_broker_that_goes_down_and_comes_back_during_production_loses_no_order
         mock.broker_up(1).expect("broker up");
     };
     let (outcome, ()) = tokio::join!(order_producer::run(config, stop), outage);
-    assert_eq!(outcome.expect("run"), Outcome::Completed, "no delivery failed");
+    assert_eq!(
+        outcome.expect("run"),
+        Outcome::Completed,
+        "no delivery failed"
+    );
 
     let ids = order_ids(&bootstrap, "orders", 400);
     assert_eq!(ids.len(), 400, "every order is in the topic");
@@ -81,7 +85,11 @@ async fn produce_request_errors_are_retried_without_loss_or_duplication() {
     assert_eq!(outcome, Outcome::Completed, "every error was retried away");
     let ids = order_ids(&bootstrap, "orders", 200);
     assert_eq!(ids.len(), 200);
-    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 200, "idempotence: no duplicates");
+    assert_eq!(
+        ids.iter().collect::<HashSet<_>>().len(),
+        200,
+        "idempotence: no duplicates"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,7 +26,10 @@ fn every_produced_order_is_tracked_once_and_matches_the_schema() {
 
     let tracked = tracked(&tracker.events());
     let per_order = counts(&tracked);
-    assert!(per_order.values().all(|n| *n == 1), "an order was counted twice");
+    assert!(
+        per_order.values().all(|n| *n == 1),
+        "an order was counted twice"
+    );
     let delivered_ids: HashSet<_> = delivered.iter().map(|d| d.order_id.clone()).collect();
     let tracked_ids: HashSet<_> = per_order.keys().cloned().collect();
     assert_eq!(tracked_ids, delivered_ids);
@@ -53,7 +56,12 @@ fn every_produced_order_is_tracked_once_and_matches_the_schema() {
         .into_iter()
         .find(|e| e.message.starts_with("stopping"))
         .expect("final statistics");
-    assert_eq!(final_stats.json["orders"].as_u64(), Some(300), "{:?}", final_stats.json);
+    assert_eq!(
+        final_stats.json["orders"].as_u64(),
+        Some(300),
+        "{:?}",
+        final_stats.json
+    );
 
     // On the wire: schema-valid JSON keyed by customer.
     let schema: serde_json::Value = serde_json::from_str(ORDER_SCHEMA_JSON).expect("schema");

@@ -38,13 +38,19 @@ fn get(port: u16, path: &str) -> (u16, String) {
 fn the_healthcheck_subcommand_follows_readiness_and_metrics_count_orders() {
     let pipeline = Pipeline::new(3);
     let tracker_port = free_port();
-    assert!(!healthcheck("order-tracker", tracker_port), "nothing listens yet");
+    assert!(
+        !healthcheck("order-tracker", tracker_port),
+        "nothing listens yet"
+    );
     let mut tracker = pipeline
         .tracker("health")
         .env("HEALTH_PORT", tracker_port)
         .spawn();
     assert!(tracker.wait_for_message("partitions assigned", Duration::from_secs(30)));
-    assert!(healthcheck("order-tracker", tracker_port), "ready once in the group");
+    assert!(
+        healthcheck("order-tracker", tracker_port),
+        "ready once in the group"
+    );
     assert_eq!(get(tracker_port, "/healthz").0, 200);
 
     let producer_port = free_port();
@@ -53,11 +59,18 @@ fn the_healthcheck_subcommand_follows_readiness_and_metrics_count_orders() {
         .env("HEALTH_PORT", producer_port)
         .env("ORDERS_PER_SECOND", 50)
         .spawn();
-    assert!(producer.wait_for_message("ready", Duration::from_secs(30)), "{}", producer.report());
+    assert!(
+        producer.wait_for_message("ready", Duration::from_secs(30)),
+        "{}",
+        producer.report()
+    );
     assert!(healthcheck("order-producer", producer_port));
     assert!(wait_for_tracked(&tracker, 20, Duration::from_secs(30)));
     stop_gracefully(&mut producer);
-    assert!(!healthcheck("order-producer", producer_port), "gone after stopping");
+    assert!(
+        !healthcheck("order-producer", producer_port),
+        "gone after stopping"
+    );
 
     let (status, metrics) = get(tracker_port, "/metrics");
     assert_eq!(status, 200);
@@ -66,9 +79,19 @@ fn the_healthcheck_subcommand_follows_readiness_and_metrics_count_orders() {
         .lines()
         .find(|l| l.starts_with("order_tracker_orders_tracked_total "))
         .unwrap_or_else(|| panic!("no tracked counter in\n{metrics}"));
-    let exposed: usize = line.rsplit(' ').next().and_then(|n| n.parse().ok()).expect("number");
-    assert!(exposed >= 20 && exposed <= tracked_count.max(20), "{line} vs {tracked_count}");
-    assert!(metrics.contains("order_tracker_assigned_partitions 3"), "{metrics}");
+    let exposed: usize = line
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("number");
+    assert!(
+        exposed >= 20 && exposed <= tracked_count.max(20),
+        "{line} vs {tracked_count}"
+    );
+    assert!(
+        metrics.contains("order_tracker_assigned_partitions 3"),
+        "{metrics}"
+    );
     stop_gracefully(&mut tracker);
 }
 
@@ -91,7 +114,11 @@ fn a_producer_that_cannot_reach_the_broker_is_alive_but_not_ready() {
         .iter()
         .filter(|e| e.message.starts_with("kafka client error"))
         .count();
-    assert!(repeats <= 3, "{repeats} error lines in 3 s\n{}", producer.report());
+    assert!(
+        repeats <= 3,
+        "{repeats} error lines in 3 s\n{}",
+        producer.report()
+    );
 }
 
 #[test]
@@ -105,8 +132,15 @@ fn start_from_earliest_and_explicit_offsets() {
     stop_gracefully(&mut reader);
 
     // ...reads it all again with START_FROM=earliest.
-    let mut again = pipeline.tracker("replay").env("START_FROM", "earliest").spawn();
-    assert!(wait_for_tracked(&again, 40, Duration::from_secs(30)), "{}", again.report());
+    let mut again = pipeline
+        .tracker("replay")
+        .env("START_FROM", "earliest")
+        .spawn();
+    assert!(
+        wait_for_tracked(&again, 40, Duration::from_secs(30)),
+        "{}",
+        again.report()
+    );
     stop_gracefully(&mut again);
 
     // partition:offset pairs: exactly that slice, by manual assignment.
@@ -122,10 +156,17 @@ fn start_from_earliest_and_explicit_offsets() {
         .filter(|d| d.partition == 0 && d.offset >= from)
         .map(|d| d.order_id.clone())
         .collect();
-    assert!(wait_for_tracked(&replay, wanted.len(), Duration::from_secs(30)), "{}", replay.report());
+    assert!(
+        wait_for_tracked(&replay, wanted.len(), Duration::from_secs(30)),
+        "{}",
+        replay.report()
+    );
     std::thread::sleep(Duration::from_secs(1));
     stop_gracefully(&mut replay);
-    let replayed: HashSet<String> = tracked(&replay.events()).into_iter().map(|t| t.order_id).collect();
+    let replayed: HashSet<String> = tracked(&replay.events())
+        .into_iter()
+        .map(|t| t.order_id)
+        .collect();
     assert_eq!(replayed, wanted);
 }
 
@@ -156,13 +197,27 @@ fn start_from_latest_reads_only_orders_produced_after_joining() {
         .env("HEALTH_PORT", free_port())
         .env("KAFKA_SESSION_TIMEOUT_MS", 6000)
         .spawn();
-    assert!(latest.wait_for_message("partitions assigned", Duration::from_secs(30)), "{}", latest.report());
+    assert!(
+        latest.wait_for_message("partitions assigned", Duration::from_secs(30)),
+        "{}",
+        latest.report()
+    );
     std::thread::sleep(Duration::from_secs(2));
     let after = produce(10);
-    assert!(wait_for_tracked(&latest, 10, Duration::from_secs(30)), "{}", latest.report());
+    assert!(
+        wait_for_tracked(&latest, 10, Duration::from_secs(30)),
+        "{}",
+        latest.report()
+    );
     std::thread::sleep(Duration::from_secs(1));
     stop_gracefully(&mut latest);
-    let seen: HashSet<String> = tracked(&latest.events()).into_iter().map(|t| t.order_id).collect();
+    let seen: HashSet<String> = tracked(&latest.events())
+        .into_iter()
+        .map(|t| t.order_id)
+        .collect();
     let expected: HashSet<String> = after.into_iter().map(|d| d.order_id).collect();
-    assert_eq!(seen, expected, "latest skips the 30 orders that were there before");
+    assert_eq!(
+        seen, expected,
+        "latest skips the 30 orders that were there before"
+    );
 }

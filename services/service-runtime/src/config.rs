@@ -227,9 +227,16 @@ impl CommonConfig {
 
 fn check_topic_name(name: &str, variable: &'static str) -> Result<String, ConfigError> {
     let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if name.is_empty() || name.len() > 249 || !name.chars().all(legal) || name == "." || name == ".."
+    if name.is_empty()
+        || name.len() > 249
+        || !name.chars().all(legal)
+        || name == "."
+        || name == ".."
     {
-        return Err(ConfigError::invalid(&entry(COMMON_VARIABLES, variable), name));
+        return Err(ConfigError::invalid(
+            &entry(COMMON_VARIABLES, variable),
+            name,
+        ));
     }
     Ok(name.to_string())
 }

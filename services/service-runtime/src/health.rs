@@ -132,9 +132,7 @@ mod tests {
         let (trigger, shutdown) = shutdown::channel();
         let serving = tokio::spawn(server.serve(readiness.clone(), Arc::new(registry), shutdown));
 
-        let ask = move |path: &'static str| {
-            tokio::task::spawn_blocking(move || probe(port, path))
-        };
+        let ask = move |path: &'static str| tokio::task::spawn_blocking(move || probe(port, path));
         assert!(ask("/healthz").await.expect("join"));
         assert!(!ask("/readyz").await.expect("join"), "not ready yet");
         readiness.set(true);
@@ -154,8 +152,10 @@ mod tests {
 
         trigger.trigger();
         serving.await.expect("join").expect("served");
-        assert!(!tokio::task::spawn_blocking(move || probe(port, "/healthz"))
-            .await
-            .expect("join"));
+        assert!(
+            !tokio::task::spawn_blocking(move || probe(port, "/healthz"))
+                .await
+                .expect("join")
+        );
     }
 }

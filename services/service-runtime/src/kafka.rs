@@ -12,8 +12,8 @@
 
 use crate::config::{COMMON_VARIABLES, ConfigError, entry};
 use rdkafka::ClientConfig;
-use rdkafka::error::KafkaError;
 use rdkafka::client::ClientContext;
+use rdkafka::error::KafkaError;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Mutex;
@@ -104,7 +104,13 @@ pub fn property_name(variable_suffix: &str) -> String {
 /// Whether a property's value may be a secret (passwords, keys, tokens, JAAS/OAuth configs).
 pub fn is_secret(property: &str) -> bool {
     const MARKERS: &[&str] = &[
-        "password", "secret", "key", "token", "jaas", "oauthbearer.config", "credential",
+        "password",
+        "secret",
+        "key",
+        "token",
+        "jaas",
+        "oauthbearer.config",
+        "credential",
     ];
     MARKERS.iter().any(|marker| property.contains(marker))
 }
@@ -202,16 +208,16 @@ impl KafkaSettings {
             config.set(*property, *value);
         }
         for (property, (value, variable)) in &self.properties {
-            if let Some(rule) = fixed.iter().find(|rule| rule.property == property) {
-                if !value.trim().eq_ignore_ascii_case(rule.value) {
-                    return Err(ConfigError::Rejected {
-                        variable: variable.clone(),
-                        reason: format!(
-                            "{} is fixed to {} because {}",
-                            rule.property, rule.value, rule.why
-                        ),
-                    });
-                }
+            if let Some(rule) = fixed.iter().find(|rule| rule.property == property)
+                && !value.trim().eq_ignore_ascii_case(rule.value)
+            {
+                return Err(ConfigError::Rejected {
+                    variable: variable.clone(),
+                    reason: format!(
+                        "{} is fixed to {} because {}",
+                        rule.property, rule.value, rule.why
+                    ),
+                });
             }
             config.set(property, value);
         }
@@ -226,10 +232,12 @@ impl KafkaSettings {
     pub fn check(&self, config: &ClientConfig) -> Result<(), ConfigError> {
         match config.create_native_config() {
             Ok(_) => Ok(()),
-            Err(err) => Err(self.explain(err).unwrap_or_else(|err| ConfigError::Rejected {
-                variable: "KAFKA_*".into(),
-                reason: err.to_string(),
-            })),
+            Err(err) => Err(self
+                .explain(err)
+                .unwrap_or_else(|err| ConfigError::Rejected {
+                    variable: "KAFKA_*".into(),
+                    reason: err.to_string(),
+                })),
         }
     }
 
@@ -267,7 +275,10 @@ mod tests {
     fn variable_names_map_to_librdkafka_properties() {
         assert_eq!(property_name("BOOTSTRAP_SERVERS"), "bootstrap.servers");
         assert_eq!(property_name("SASL_PASSWORD"), "sasl.password");
-        assert_eq!(property_name("SOME__UNDERSCORED_NAME"), "some_underscored.name");
+        assert_eq!(
+            property_name("SOME__UNDERSCORED_NAME"),
+            "some_underscored.name"
+        );
         assert_eq!(property_name("CLIENT___RACK"), "client-rack");
     }
 
@@ -352,7 +363,10 @@ mod tests {
         assert!(described.contains("sasl.username=alice"), "{described}");
         assert!(!described.contains("hunter2"), "{described}");
         assert!(!described.contains("s3cret"), "{described}");
-        assert!(described.contains("sasl.password=[redacted]"), "{described}");
+        assert!(
+            described.contains("sasl.password=[redacted]"),
+            "{described}"
+        );
     }
 
     #[test]
@@ -360,7 +374,11 @@ mod tests {
         use rdkafka::producer::BaseProducer;
         let settings =
             KafkaSettings::from_vars(&vars(&[("KAFKA_NOT_A_REAL_SETTING", "1")])).expect("");
-        let Err(err) = settings.producer("p").expect("built").create::<BaseProducer>() else {
+        let Err(err) = settings
+            .producer("p")
+            .expect("built")
+            .create::<BaseProducer>()
+        else {
             panic!("librdkafka must refuse an unknown property");
         };
         let explained = settings.explain(err).expect("a config error");

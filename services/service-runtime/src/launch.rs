@@ -52,7 +52,12 @@ impl Service {
     {
         let vars = process_env();
         let args: Vec<String> = std::env::args().skip(1).collect();
-        match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        match args
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
             [] => {}
             ["healthcheck"] if self.has_health_port => return healthcheck(self.name, &vars),
             _ => {

@@ -67,7 +67,11 @@ pub fn on_signals(trigger: ShutdownTrigger) -> std::io::Result<()> {
         let mut received = 0;
         while let Some(signal) = signals.next().await {
             received += 1;
-            let name = if signal == SIGTERM { "SIGTERM" } else { "SIGINT" };
+            let name = if signal == SIGTERM {
+                "SIGTERM"
+            } else {
+                "SIGINT"
+            };
             if received == 1 {
                 tracing::info!(signal = name, "shutdown requested, finishing work in hand");
                 trigger.trigger();

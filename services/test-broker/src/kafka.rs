@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 /// A unique topic or group name, so tests never see each other's data.
 pub fn unique_name(prefix: &str) -> String {
-    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
 /// Creates the orders and dead-letter topics by running the real `topic-init`.
@@ -102,20 +105,22 @@ pub fn read_topic(bootstrap: &str, topic: &str, expected: usize) -> Vec<Record> 
     records
 }
 
-/// Writes raw messages (key, value) to `topic` and waits until all are acknowledged.
-pub fn produce_raw(bootstrap: &str, topic: &str, messages: &[(Option<&[u8]>, Option<&[u8]>)]) {
+/// A raw message to write: (key, value); `None` is absent (a `None` value is a tombstone).
+pub type RawMessage<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+/// Writes raw messages to `topic` and waits until all are acknowledged.
+pub fn produce_raw(bootstrap: &str, topic: &str, messages: &[RawMessage<'_>]) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("message.max.bytes", "2000000")
         .create()
         .expect("raw producer");
     for (key, value) in messages {
-        let mut record = BaseRecord::<[u8], [u8]>::to(topic).headers(OwnedHeaders::new().insert(
-            Header {
+        let mut record =
+            BaseRecord::<[u8], [u8]>::to(topic).headers(OwnedHeaders::new().insert(Header {
                 key: "origin",
                 value: Some("test"),
-            },
-        ));
+            }));
         if let Some(key) = key {
             record = record.key(*key);
         }

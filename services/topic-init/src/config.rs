@@ -1,9 +1,7 @@
 //! `topic-init` settings, from environment variables only.
 
 use serde::Deserialize;
-use service_runtime::config::{
-    COMMON_VARIABLES, CommonConfig, ConfigError, Variable, entry, load,
-};
+use service_runtime::config::{COMMON_VARIABLES, CommonConfig, ConfigError, Variable, entry, load};
 use service_runtime::kafka::KafkaSettings;
 use std::time::Duration;
 
@@ -213,14 +211,26 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_variable() {
-        assert_eq!(error_for(&[("TOPIC_PARTITIONS", "0")]).variable(), "TOPIC_PARTITIONS");
-        assert_eq!(error_for(&[("TOPIC_PARTITIONS", "six")]).variable(), "TOPIC_PARTITIONS");
+        assert_eq!(
+            error_for(&[("TOPIC_PARTITIONS", "0")]).variable(),
+            "TOPIC_PARTITIONS"
+        );
+        assert_eq!(
+            error_for(&[("TOPIC_PARTITIONS", "six")]).variable(),
+            "TOPIC_PARTITIONS"
+        );
         assert_eq!(
             error_for(&[("TOPIC_REPLICATION_FACTOR", "0")]).variable(),
             "TOPIC_REPLICATION_FACTOR"
         );
-        assert_eq!(error_for(&[("TOPIC_RETENTION_MS", "-2")]).variable(), "TOPIC_RETENTION_MS");
-        assert_eq!(error_for(&[("CONNECT_MAX_ATTEMPTS", "0")]).variable(), "CONNECT_MAX_ATTEMPTS");
+        assert_eq!(
+            error_for(&[("TOPIC_RETENTION_MS", "-2")]).variable(),
+            "TOPIC_RETENTION_MS"
+        );
+        assert_eq!(
+            error_for(&[("CONNECT_MAX_ATTEMPTS", "0")]).variable(),
+            "CONNECT_MAX_ATTEMPTS"
+        );
         assert_eq!(
             error_for(&[("CONNECT_MAX_BACKOFF_MS", "-1")]).variable(),
             "CONNECT_MAX_BACKOFF_MS"

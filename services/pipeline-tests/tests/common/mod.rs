@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 use std::time::Duration;
-use test_broker::{Event, Service, ServiceBuilder, TestBroker, create_topics, free_port, unique_name};
+use test_broker::{
+    Event, Service, ServiceBuilder, TestBroker, create_topics, free_port, unique_name,
+};
 
 /// A broker with its own orders and dead-letter topics.
 pub struct Pipeline {
@@ -137,15 +139,15 @@ pub fn counts(tracked: &[Tracked]) -> HashMap<String, usize> {
 pub fn assigned_partitions(events: &[Event]) -> Vec<i32> {
     let mut partitions = Vec::new();
     for event in events {
-        if let Some(list) = event.message.strip_prefix("partitions assigned: ") {
-            if let Some((_, inner)) = list.split_once('[') {
-                partitions.extend(
-                    inner
-                        .trim_end_matches(']')
-                        .split(',')
-                        .filter_map(|p| p.trim().parse::<i32>().ok()),
-                );
-            }
+        if let Some(list) = event.message.strip_prefix("partitions assigned: ")
+            && let Some((_, inner)) = list.split_once('[')
+        {
+            partitions.extend(
+                inner
+                    .trim_end_matches(']')
+                    .split(',')
+                    .filter_map(|p| p.trim().parse::<i32>().ok()),
+            );
         }
     }
     partitions
@@ -176,5 +178,9 @@ pub fn stop_gracefully(service: &mut Service) {
     let status = service
         .wait_exit(Duration::from_secs(10))
         .unwrap_or_else(|| panic!("did not stop within 10 s\n{}", service.report()));
-    assert!(status.success(), "exit status {status:?}\n{}", service.report());
+    assert!(
+        status.success(),
+        "exit status {status:?}\n{}",
+        service.report()
+    );
 }
