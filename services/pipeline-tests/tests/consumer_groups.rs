@@ -94,3 +94,77 @@ fn two_groups_each_see_every_order() {
         );
     }
 }
+
+#[test]
+fn a_stopped_tracker_leaves_the_group_at_once_and_its_partitions_move_without_loss() {
+    let pipeline = Pipeline::new(4);
+    // librdkafka's group debug log shows the LeaveGroup exchange with the broker.
+    let mut leaving = pipeline
+        .tracker("scale-down")
+        .env("KAFKA_DEBUG", "cgrp")
+        .env("RUST_LOG", "info,librdkafka=debug")
+        .spawn();
+    assert!(leaving.wait_for_message("partitions assigned", Duration::from_secs(40)));
+    let mut staying = pipeline.tracker("scale-down").spawn();
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            !assigned_partitions(&staying.events()).is_empty()
+                && leaving
+                    .events()
+                    .iter()
+                    .any(|e| e.message.starts_with("partitions revoked"))
+        }),
+        "{}\n{}",
+        leaving.report(),
+        staying.report()
+    );
+    let first = pipeline.produce(100);
+    assert!(eventually(Duration::from_secs(30), || {
+        tracked(&leaving.events()).len() + tracked(&staying.events()).len() >= 100
+    }));
+
+    stop_gracefully(&mut leaving);
+    let events = leaving.events();
+    let position = |text: &str| events.iter().position(|e| e.message.contains(text));
+    let committed = position("final commit done").expect("final commit logged");
+    let left = position("LeaveGroup response received").unwrap_or_else(|| {
+        panic!(
+            "the broker never acknowledged a LeaveGroup\n{}",
+            leaving.report()
+        )
+    });
+    assert!(committed < left || position("partitions revoked").is_some());
+
+    let before = assigned_partitions(&staying.events()).len();
+    assert!(
+        staying.wait_until(Duration::from_secs(40), |e| assigned_partitions(e).len()
+            > before),
+        "the survivor did not get the partitions\n{}",
+        staying.report()
+    );
+    let second = pipeline.produce(100);
+    assert!(eventually(Duration::from_secs(30), || {
+        tracked(&staying.events()).len() + tracked(&leaving.events()).len() >= 200
+    }));
+    std::thread::sleep(Duration::from_secs(1));
+    stop_gracefully(&mut staying);
+    let together: Vec<_> = tracked(&leaving.events())
+        .into_iter()
+        .chain(tracked(&staying.events()))
+        .collect();
+    let per_order = counts(&together);
+    assert!(
+        per_order.values().all(|n| *n == 1),
+        "no order tracked twice"
+    );
+    let produced: HashSet<String> = first
+        .into_iter()
+        .chain(second)
+        .map(|d| d.order_id)
+        .collect();
+    assert_eq!(
+        per_order.keys().cloned().collect::<HashSet<_>>(),
+        produced,
+        "none lost"
+    );
+}

@@ -15,7 +15,11 @@ fn assert_documented(service: &str, table: &[Variable]) {
             .find(|line| line.starts_with(&format!("| `{}` |", variable.name)))
             .unwrap_or_else(|| panic!("{service}: README has no table row for {}", variable.name));
         // The default's first word (e.g. `604800000` of "604800000 (7 days)") is in the row.
-        let default = variable.default.split_whitespace().next().unwrap_or_default();
+        let default = variable
+            .default
+            .split_whitespace()
+            .next()
+            .unwrap_or_default();
         let default = default.trim_matches(|c| c == '(' || c == ')');
         assert!(
             row.contains(default),
