@@ -343,6 +343,9 @@ check_orders_in_logs() {
 # ---------------------------------------------------------------------------------------------
 # 3. Three trackers share the partitions.
 
+# The tracker's latest "partitions assigned: ..." log line, for the record.
+last_assignment() { clean_logs "$1" | grep -o 'partitions assigned: [^ ]*' | tail -n1; }
+
 all_partitions() { delivered_offsets "$(container order-producer)" | cut -d' ' -f1 | sort -u; }
 
 # Every tracker has logged an order since $1, and together they cover every partition.
@@ -372,7 +375,7 @@ check_scale_out() {
         return 1
     fi
     for c in $(containers order-tracker); do
-        log "tracker ${c:0:12}: $(order_lines "$c" --since "$since" | wc -l) orders since scale-out, partitions $(tracked_offsets "$c" --since "$since" | cut -d' ' -f1 | sort -un | tr '\n' ' ')"
+        log "tracker ${c:0:12}: $(last_assignment "$c"); $(order_lines "$c" --since "$since" | wc -l) orders since scale-out, on partitions $(tracked_offsets "$c" --since "$since" | cut -d' ' -f1 | sort -un | tr '\n' ' ')"
     done
 }
 
@@ -408,6 +411,10 @@ check_stop_one_tracker() {
         || { echo "the stopped tracker logged no 'final commit'"; return 1; }
     wait_for "$SETTLE_TIMEOUT" survivors_took_over "$since" \
         || { echo "within ${SETTLE_TIMEOUT}s the two remaining trackers did not log an assignment and cover every partition"; return 1; }
+    local c
+    for c in $(containers order-tracker); do
+        [[ "$c" == "$stopped_tracker" ]] || log "tracker ${c:0:12}: $(last_assignment "$c")"
+    done
 }
 
 # ---------------------------------------------------------------------------------------------
