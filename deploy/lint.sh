@@ -101,6 +101,20 @@ lint_schemas() {
     check-jsonschema --check-metaschema "${files[@]}"
 }
 
+# Every variable docker-compose.yml takes from the environment (passed through, or substituted
+# as ${VAR:-default}) is listed in deploy/example.env, and nothing else is.
+lint_env_knobs() {
+    local in_compose in_example
+    # shellcheck disable=SC2016 # matching a literal ${ in the file
+    in_compose="$({ sed -n 's/^ *\([A-Z][A-Z0-9_]*\):$/\1/p' docker-compose.yml
+        grep -o '\${[A-Z][A-Z0-9_]*' docker-compose.yml | tr -d '${'; } | sort -u)"
+    in_example="$(sed -n 's/^# \([A-Z][A-Z0-9_]*\)=.*/\1/p' deploy/example.env | sort -u)"
+    if [[ "$in_compose" != "$in_example" ]]; then
+        diff <(echo "$in_compose") <(echo "$in_example") | sed -n 's/^< /only in docker-compose.yml: /p; s/^> /only in deploy\/example.env: /p'
+        return 1
+    fi
+}
+
 lint_compose() {
     local compose
     if docker compose version >/dev/null 2>&1; then compose=(docker compose); else compose=(docker-compose); fi
@@ -119,6 +133,7 @@ run_check "yamllint: compose files and workflows" lint_yaml
 if [[ -n "$(repo_files 'services/order-contract/schema/*.json')" ]]; then
     run_check "check-jsonschema: order contract schemas are valid JSON Schema" lint_schemas
 fi
+run_check "deploy/example.env lists exactly the variables docker-compose.yml reads" lint_env_knobs
 if docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null; then
     run_check "compose config: docker-compose.yml, alone and with the stand-in override" lint_compose
 else
