@@ -19,6 +19,8 @@
 #                                  (Dockerfile builder) with real images and `binaries`
 #                                  (target/release, built if missing) with stand-ins; `skip`
 #                                  uses images already tagged ${IMAGE_PREFIX}/<role>:${IMAGE_TAG}
+#   E2E_BINARIES=DIR               where `binaries` takes them from (default target/release,
+#                                  built with cargo if missing; any other DIR must hold them)
 #   E2E_KEEP=1                     leave the stack running at the end (for debugging)
 #
 # Output: one `ok - <name>` or `FAIL - <name>` line per check, the compose logs when anything
@@ -31,6 +33,7 @@ cd "$repo"
 E2E_IMAGES="${E2E_IMAGES:-auto}"
 E2E_BUILD="${E2E_BUILD:-auto}"
 E2E_KEEP="${E2E_KEEP:-0}"
+E2E_BINARIES="${E2E_BINARIES:-target/release}"
 ROLES=(order-producer order-tracker topic-init)
 export IMAGE_PREFIX="${IMAGE_PREFIX:-order-pipeline}"
 export IMAGE_TAG="${IMAGE_TAG:-latest}"
@@ -198,7 +201,7 @@ choose_images() {
 #  so this run does NOT use them. It uses local stand-ins built from reachable sources:     #
 #    broker        tansu (PyPI wheel)          instead of $kafka_image
 #    runtime base  Debian-package rootfs       instead of $runtime_image
-#    binaries      host-built target/release   instead of the Dockerfile's builder stage
+#    binaries      host-built $E2E_BINARIES   instead of the Dockerfile's builder stage
 #  docker-compose.yml and the Dockerfile's runtime stages are the committed ones; the       #
 #  broker is swapped by deploy/compose.standin.yml. CI runs this same script on the real    #
 #  images.                                                                                  #
@@ -225,12 +228,12 @@ build_images() {
         source) env "${runtime[@]}" deploy/build-images.sh ;;
         binaries)
             local role missing=0
-            for role in "${ROLES[@]}"; do [[ -x "target/release/$role" ]] || missing=1; done
-            if ((missing)); then
+            for role in "${ROLES[@]}"; do [[ -x "$E2E_BINARIES/$role" ]] || missing=1; done
+            if ((missing)) && [[ "$E2E_BINARIES" == target/release ]]; then
                 log "building the service binaries on the host (target/release)"
                 cargo build --release --locked --bins
             fi
-            env "${runtime[@]}" deploy/build-images.sh --from-binaries target/release
+            env "${runtime[@]}" deploy/build-images.sh --from-binaries "$E2E_BINARIES"
             ;;
         *) echo "E2E_BUILD must be auto, source, binaries or skip" >&2; exit 2 ;;
     esac
