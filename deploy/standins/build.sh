@@ -50,9 +50,16 @@ build_runtime() {
     # The candidate versions decide what would be downloaded, so they (with this script) are
     # the inputs; no download is needed to find out that nothing changed.
     local versions inputs
-    versions="$(apt-cache policy "${RUNTIME_PACKAGES[@]}" | awk '/^[^ ]/ {p=$1} /Candidate:/ {print p, $2}')"
-    if grep -q '(none)' <<<"$versions"; then
-        log "apt has no candidate for some runtime package (run apt-get update first):"
+    candidates() { apt-cache policy "${RUNTIME_PACKAGES[@]}" | awk '/^[^ ]/ {p=$1} /Candidate:/ {print p, $2}'; }
+    versions="$(candidates)"
+    if [[ "$(grep -c -v '(none)' <<<"$versions")" != "${#RUNTIME_PACKAGES[@]}" ]]; then
+        # A fresh machine has no package lists yet.
+        log "apt knows no candidate for some runtime package; running apt-get update"
+        if ((EUID == 0)); then apt-get update -qq >&2; else sudo apt-get update -qq >&2; fi
+        versions="$(candidates)"
+    fi
+    if [[ "$(grep -c -v '(none)' <<<"$versions")" != "${#RUNTIME_PACKAGES[@]}" ]]; then
+        log "apt has no candidate for some runtime package:"
         log "$versions"
         exit 1
     fi
