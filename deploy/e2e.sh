@@ -72,8 +72,10 @@ ok() { printf 'ok - %s\n' "$1"; passed=$((passed + 1)); }
 fail() {
     printf 'FAIL - %s\n' "$1"
     shift
-    local line
-    for line in "$@"; do printf '#   %s\n' "$line"; done
+    local reason line
+    for reason in "$@"; do
+        while IFS= read -r line; do printf '#   %s\n' "$line"; done <<<"$reason"
+    done
     failed=$((failed + 1))
 }
 # Runs check function $2 and reports it under name $1; the function prints why it failed.
