@@ -226,13 +226,7 @@ impl TrackerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use service_runtime::config::vars;
 
     fn error_for(pairs: &[(&str, &str)]) -> ConfigError {
         TrackerConfig::from_vars(&vars(pairs)).expect_err("must be refused")

@@ -180,16 +180,7 @@ fn start_from_latest_reads_only_orders_produced_after_joining() {
     mock.create_topic("orders", 2, 1).expect("orders");
     mock.create_topic("orders.dlq", 1, 1).expect("dead letters");
     let bootstrap = mock.bootstrap_servers();
-    let produce = |count: usize| {
-        let mut producer = test_broker::Service::builder("order-producer", &bootstrap)
-            .env("ORDER_COUNT", count)
-            .env("ORDERS_PER_SECOND", 0)
-            .env("HEALTH_PORT", free_port())
-            .spawn();
-        let status = producer.wait_exit(Duration::from_secs(30)).expect("ends");
-        assert!(status.success(), "{}", producer.report());
-        common::deliveries(&producer.events())
-    };
+    let produce = |count: usize| common::produce_on(&bootstrap, count);
     produce(30);
     let mut latest = test_broker::Service::builder("order-tracker", &bootstrap)
         .env("START_FROM", "latest")

@@ -68,6 +68,15 @@ pub fn process_env() -> Vec<(String, String)> {
         .collect()
 }
 
+/// Owned `(name, value)` pairs from literals: the form every `from_vars` takes, for tests and
+/// for callers that assemble a configuration in code.
+pub fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
+}
+
 /// Deserializes `T` from `vars` with envy, turning envy's parse errors into a [`ConfigError`]
 /// that names the variable and quotes its entry in `table`.
 pub fn load<T: DeserializeOwned>(
@@ -256,13 +265,6 @@ pub fn positive_secs(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn common_defaults_apply_when_nothing_is_set() {

@@ -263,13 +263,7 @@ impl KafkaSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::config::vars;
 
     #[test]
     fn variable_names_map_to_librdkafka_properties() {

@@ -187,13 +187,7 @@ impl TopicInitConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use service_runtime::config::vars;
 
     fn error_for(pairs: &[(&str, &str)]) -> ConfigError {
         TopicInitConfig::from_vars(&vars(pairs)).expect_err("must be refused")

@@ -72,19 +72,31 @@ impl Pipeline {
 
     /// Produces `count` orders flat out with the real producer and returns their deliveries.
     pub fn produce(&self, count: usize) -> Vec<Delivered> {
-        let mut producer = self
-            .producer()
-            .env("ORDER_COUNT", count)
-            .env("ORDERS_PER_SECOND", 0)
-            .spawn();
-        let status = producer
-            .wait_exit(Duration::from_secs(60))
-            .expect("a bounded producer run ends");
-        assert!(status.success(), "producer failed\n{}", producer.report());
-        let delivered = deliveries(&producer.events());
-        assert_eq!(delivered.len(), count, "{}", producer.report());
-        delivered
+        run_producer(self.producer(), count)
     }
+}
+
+/// Produces `count` orders to the default topics of any broker (the mock cluster, say).
+pub fn produce_on(bootstrap: &str, count: usize) -> Vec<Delivered> {
+    run_producer(
+        Service::builder("order-producer", bootstrap).env("HEALTH_PORT", free_port()),
+        count,
+    )
+}
+
+/// Runs a bounded, flat-out producer to completion and returns its deliveries.
+fn run_producer(producer: ServiceBuilder, count: usize) -> Vec<Delivered> {
+    let mut producer = producer
+        .env("ORDER_COUNT", count)
+        .env("ORDERS_PER_SECOND", 0)
+        .spawn();
+    let status = producer
+        .wait_exit(Duration::from_secs(60))
+        .expect("a bounded producer run ends");
+    assert!(status.success(), "producer failed\n{}", producer.report());
+    let delivered = deliveries(&producer.events());
+    assert_eq!(delivered.len(), count, "{}", producer.report());
+    delivered
 }
 
 /// The deliveries a producer logged.
