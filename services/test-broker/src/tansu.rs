@@ -101,8 +101,12 @@ pub struct TestBroker {
 impl TestBroker {
     /// Starts a fresh, empty broker on a free loopback port and waits until it answers.
     pub fn start() -> TestBroker {
+        Self::start_on(free_port())
+    }
+
+    /// Starts a fresh, empty broker on `port` (for tests that start a client first).
+    pub fn start_on(port: u16) -> TestBroker {
         let binary = tansu_binary();
-        let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(&binary)
             .args([
