@@ -16,9 +16,9 @@
 //!   committed synchronously before the partitions are released, so the next owner starts
 //!   exactly after the last handled message. Lost partitions (session expired) are not
 //!   committed: another member may already own them.
-//! - On shutdown the tracker stops taking messages, commits synchronously ("final commit"), and
-//!   closes the consumer, which leaves the group at once so the others rebalance without
-//!   waiting for a session timeout.
+//! - On shutdown the tracker stops taking messages, commits synchronously ("final commit"),
+//!   unsubscribes so that librdkafka revokes its partitions and sends LeaveGroup (the others
+//!   rebalance at once instead of waiting for a session timeout), then closes the consumer.
 
 pub mod config;
 pub mod dead_letter;
@@ -404,6 +404,35 @@ impl Tracker {
     }
 }
 
+/// Leaves the consumer group now, so that the remaining trackers rebalance at once instead of
+/// waiting for this member's session to time out.
+///
+/// Unsubscribing makes librdkafka revoke the assignment (our rebalance callback commits and
+/// releases it) and send LeaveGroup; the callbacks are served by polling, so the consumer is
+/// polled until its assignment is empty. A message fetched meanwhile is not handled and its
+/// offset not stored: the next owner reads it. Closing the consumer alone also leaves, but a
+/// close that races an in-flight commit was seen to finish without sending LeaveGroup.
+async fn leave_group(consumer: &StreamConsumer<TrackerContext>, manual: bool) {
+    let result = if manual {
+        consumer.unassign()
+    } else {
+        consumer.unsubscribe();
+        Ok(())
+    };
+    if let Err(err) = result {
+        warn!(error = %err, "cannot release the partitions");
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        if consumer.assignment().map_or(true, |a| a.count() == 0) {
+            break;
+        }
+        // Serves the revocation callback; any message that arrives is left unhandled.
+        let _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
+    }
+}
+
 /// Logs the statistics summary, with its numbers as structured fields too.
 fn log_summary(what: &str, statistics: &mut Statistics) {
     let summary = statistics.summary();
@@ -545,19 +574,21 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
         .lock()
         .map(|stored| describe_offsets(&topic, &stored))
         .unwrap_or_default();
-    let dead_letters = tracker.dead_letters;
-    let committed = tokio::task::spawn_blocking(move || {
-        dead_letters.flush(Duration::from_secs(5));
-        let committed = match consumer.commit_consumer_state(CommitMode::Sync) {
+    tracker.dead_letters.flush(Duration::from_secs(5));
+    let committed =
+        tokio::task::block_in_place(|| match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
             Err(err) => Err(err),
-        };
-        // Dropping the consumer closes it: it leaves the group now, so the remaining trackers
-        // rebalance at once instead of waiting for the session timeout.
-        drop(consumer);
-        committed
-    })
+        });
+    leave_group(
+        &consumer,
+        matches!(config.start_from, StartFrom::Explicit(_)),
+    )
     .await;
+    // Dropping the consumer closes it; with the group already left this is quick. It runs on a
+    // blocking thread because librdkafka's close waits.
+    let closed = tokio::task::spawn_blocking(move || drop(consumer)).await;
+    let committed = closed.map(|()| committed);
     match committed {
         Ok(Ok(())) => info!(offsets = %offsets, "final commit done: {offsets}; left the group"),
         Ok(Err(err)) => {
