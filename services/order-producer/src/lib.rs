@@ -32,7 +32,7 @@ use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
 };
 use service_runtime::config::ConfigError;
-use service_runtime::health::{HealthServer, Readiness};
+use service_runtime::health::{HealthBindError, HealthServer, Readiness};
 use service_runtime::kafka::ErrorLog;
 use service_runtime::launch::Outcome;
 use service_runtime::shutdown::Shutdown;
@@ -48,8 +48,8 @@ pub enum ProducerError {
     Config(#[from] ConfigError),
     #[error("cannot create the Kafka producer: {0}")]
     Kafka(KafkaError),
-    #[error("cannot serve health on port {port}: {source}")]
-    Health { port: u16, source: std::io::Error },
+    #[error(transparent)]
+    Health(#[from] HealthBindError),
 }
 
 /// What travels with each message to its delivery report.
@@ -174,14 +174,8 @@ pub async fn run(config: ProducerConfig, shutdown: Shutdown) -> Result<Outcome, 
     metrics.register(&mut registry);
     let readiness = Readiness::default();
 
-    let health = HealthServer::bind(config.health_port)
-        .await
-        .map_err(|source| ProducerError::Health {
-            port: config.health_port,
-            source,
-        })?;
     let health_task =
-        tokio::spawn(health.serve(readiness.clone(), Arc::new(registry), shutdown.clone()));
+        HealthServer::start(config.health_port, readiness.clone(), registry, &shutdown).await?;
 
     info!(
         kafka = %config.kafka.describe(),

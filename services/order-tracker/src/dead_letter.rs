@@ -162,8 +162,9 @@ impl DeadLetterWriter {
         headers
     }
 
-    /// Waits for outstanding dead-letter writes (there are none between messages, since each
-    /// write is awaited; this is for symmetry with the producer and costs nothing).
+    /// Waits for outstanding dead-letter writes. Each write is awaited, so the only one that
+    /// can be outstanding is a write abandoned at shutdown: it is still delivered if it can be
+    /// (its source offset stays unstored, so the worst case is a second dead-letter copy).
     pub fn flush(&self, timeout: Duration) {
         use rdkafka::producer::Producer;
         if let Err(err) = self.producer.flush(timeout) {

@@ -41,7 +41,7 @@ use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use service_runtime::config::ConfigError;
-use service_runtime::health::{HealthServer, Readiness};
+use service_runtime::health::{HealthBindError, HealthServer, Readiness};
 use service_runtime::kafka::{ErrorLog, QuietContext};
 use service_runtime::launch::Outcome;
 use service_runtime::shutdown::Shutdown;
@@ -60,8 +60,8 @@ pub enum TrackerError {
     Kafka(KafkaError),
     #[error("cannot read the orders topic: {0}")]
     Subscribe(KafkaError),
-    #[error("cannot serve health on port {port}: {source}")]
-    Health { port: u16, source: std::io::Error },
+    #[error(transparent)]
+    Health(#[from] HealthBindError),
 }
 
 type Labels = Vec<(&'static str, &'static str)>;
@@ -225,7 +225,9 @@ impl ConsumerContext for TrackerContext {
                 } else {
                     // Commit what was handled before letting the partitions go, so the next
                     // owner starts right after it.
-                    commit_stored(consumer, "commit on revocation");
+                    if let Err(err) = commit_stored(consumer) {
+                        warn!(error = %err, "commit on revocation failed");
+                    }
                 }
                 let result = if cooperative {
                     consumer.incremental_unassign(partitions)
@@ -268,15 +270,11 @@ impl ConsumerContext for TrackerContext {
     }
 }
 
-/// Commits the stored offsets synchronously; "nothing to commit" is not an error.
-fn commit_stored<C: ConsumerContext>(consumer: &BaseConsumer<C>, why: &str) -> bool {
+/// Commits the stored offsets synchronously; "nothing stored since the last commit" is success.
+fn commit_stored<C: ConsumerContext>(consumer: &impl Consumer<C>) -> KafkaResult<()> {
     match consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) => true,
-        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => true,
-        Err(err) => {
-            warn!(error = %err, "{why} failed");
-            false
-        }
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+        result => result,
     }
 }
 
@@ -450,14 +448,8 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
     let mut registry = Registry::with_prefix("order_tracker");
     metrics.register(&mut registry);
     let readiness = Readiness::default();
-    let health = HealthServer::bind(config.health_port)
-        .await
-        .map_err(|source| TrackerError::Health {
-            port: config.health_port,
-            source,
-        })?;
     let health_task =
-        tokio::spawn(health.serve(readiness.clone(), Arc::new(registry), shutdown.clone()));
+        HealthServer::start(config.health_port, readiness.clone(), registry, &shutdown).await?;
 
     let explain = |err: KafkaError| match config.kafka.explain(err) {
         Ok(config_error) => TrackerError::Config(config_error),
@@ -575,11 +567,7 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
         .map(|stored| describe_offsets(&topic, &stored))
         .unwrap_or_default();
     tracker.dead_letters.flush(Duration::from_secs(5));
-    let committed =
-        tokio::task::block_in_place(|| match consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
-            Err(err) => Err(err),
-        });
+    let committed = tokio::task::block_in_place(|| commit_stored(&consumer));
     leave_group(
         &consumer,
         matches!(config.start_from, StartFrom::Explicit(_)),

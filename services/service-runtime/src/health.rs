@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
 use crate::shutdown::Shutdown;
 
@@ -39,6 +40,15 @@ struct AppState {
     registry: Arc<Registry>,
 }
 
+/// The health port could not be bound (in use, or not permitted).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot serve health on port {port}: {source}")]
+pub struct HealthBindError {
+    pub port: u16,
+    #[source]
+    pub source: std::io::Error,
+}
+
 /// A bound health server; [`serve`](HealthServer::serve) runs it until shutdown.
 #[derive(Debug)]
 pub struct HealthServer {
@@ -50,6 +60,24 @@ impl HealthServer {
     pub async fn bind(port: u16) -> std::io::Result<Self> {
         let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).await?;
         Ok(HealthServer { listener })
+    }
+
+    /// Binds `0.0.0.0:port` and serves in a background task until `shutdown` fires: what
+    /// each long-running service does at start.
+    pub async fn start(
+        port: u16,
+        readiness: Readiness,
+        registry: Registry,
+        shutdown: &Shutdown,
+    ) -> Result<JoinHandle<std::io::Result<()>>, HealthBindError> {
+        let server = Self::bind(port)
+            .await
+            .map_err(|source| HealthBindError { port, source })?;
+        Ok(tokio::spawn(server.serve(
+            readiness,
+            Arc::new(registry),
+            shutdown.clone(),
+        )))
     }
 
     /// The address actually bound.
