@@ -7,6 +7,8 @@
 #   - check-jsonschema  services/order-contract/schema/*.json against their metaschema
 #   - compose config    docker-compose.yml alone and with deploy/compose.standin.yml, when a
 #                       Compose command is installed
+#   - promtool          deploy/observability/prometheus.yml (`promtool check config`), with the
+#                       promtool of Debian's prometheus package (unpacked into .cache/promtool)
 #
 #   deploy/lint.sh
 #
@@ -91,7 +93,7 @@ lint_shell() {
 
 lint_yaml() {
     local files
-    mapfile -t files < <(repo_files 'docker-compose.yml' 'deploy/*.yml' '.github/*.yml' '.github/**/*.yml' '.yamllint')
+    mapfile -t files < <(repo_files 'docker-compose.yml' 'deploy/*.yml' 'deploy/**/*.yml' '.github/*.yml' '.github/**/*.yml' '.yamllint')
     yamllint --strict "${files[@]}"
 }
 
@@ -119,10 +121,42 @@ lint_compose() {
     local compose
     if docker compose version >/dev/null 2>&1; then compose=(docker compose); else compose=(docker-compose); fi
     "${compose[@]}" -f docker-compose.yml config -q
-    "${compose[@]}" -f docker-compose.yml -f deploy/compose.standin.yml config -q
+    # The override requires the stand-ins' names (deploy/standins/build.sh prints them).
+    STANDIN_RUST_IMAGE=standin/rust STANDIN_RUNTIME_IMAGE=standin/cc STANDIN_BROKER_IMAGE=standin/tansu \
+        "${compose[@]}" -f docker-compose.yml -f deploy/compose.standin.yml config -q
+    # As the end-to-end test loads them: with the Prometheus stand-in and the profile.
+    STANDIN_RUST_IMAGE=standin/rust STANDIN_RUNTIME_IMAGE=standin/cc STANDIN_BROKER_IMAGE=standin/tansu \
+        "${compose[@]}" -f docker-compose.yml -f deploy/compose.standin.yml \
+        -f deploy/compose.observability-standin.yml --profile observability config -q
+    "${compose[@]}" -f docker-compose.yml --profile observability --profile tools config -q
+}
+
+# promtool from Debian's prometheus package. Only the package's files are unpacked (no
+# maintainer scripts, no daemon started); root is needed only for a first `apt-get update`.
+promtool_dir="$repo/.cache/promtool"
+ensure_promtool() {
+    if command -v promtool >/dev/null; then PROMTOOL=promtool; return; fi
+    PROMTOOL="$promtool_dir/usr/bin/promtool"
+    [[ -x "$PROMTOOL" ]] && return
+    log "unpacking promtool from Debian's prometheus package into ${promtool_dir#"$repo"/}"
+    if ! apt-cache policy prometheus | grep -q 'Candidate: [0-9]'; then
+        as_root apt-get update -qq
+    fi
+    local debs="$promtool_dir.debs"
+    rm -rf "$debs" && mkdir -p "$debs" "$promtool_dir"
+    # apt-get download drops privileges to _apt, which may not write here; the file is only
+    # unpacked, never installed.
+    (cd "$debs" && apt-get download -q -o APT::Sandbox::User=root prometheus >/dev/null)
+    dpkg-deb -x "$debs"/prometheus_*.deb "$promtool_dir"
+    rm -rf "$debs"
+}
+
+lint_prometheus() {
+    "$PROMTOOL" check config deploy/observability/prometheus.yml
 }
 
 ensure_venv
+ensure_promtool
 export PATH="$venv/bin:$PATH"
 log "$(hadolint --version | head -n1); $(actionlint --version | head -n1); shellcheck $(shellcheck --version | sed -n 's/^version: //p'); $(yamllint --version); check-jsonschema $(check-jsonschema --version | awk '{print $NF}')"
 
@@ -134,6 +168,7 @@ if [[ -n "$(repo_files 'services/order-contract/schema/*.json')" ]]; then
     run_check "check-jsonschema: order contract schemas are valid JSON Schema" lint_schemas
 fi
 run_check "deploy/example.env lists exactly the variables docker-compose.yml reads" lint_env_knobs
+run_check "promtool check config: deploy/observability/prometheus.yml" lint_prometheus
 if docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null; then
     run_check "compose config: docker-compose.yml, alone and with the stand-in override" lint_compose
 else

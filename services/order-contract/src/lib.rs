@@ -6,13 +6,17 @@
 //!
 //! Decoding never panics and never guesses: every way a message can fail is one
 //! [`RejectReason`] with a stable machine-readable [`code`](RejectReason::code), which the tracker
-//! writes into the dead-letter headers. The checks run cheapest first (size, UTF-8, JSON syntax,
-//! version) so that a hostile or foreign message costs little before it is rejected.
+//! writes into the dead-letter headers. The checks run cheapest first (size, UTF-8, then one
+//! parse) so that a hostile or foreign message costs little before it is rejected.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use uuid::Uuid;
+
+mod known_fields;
+#[cfg(feature = "samples")]
+pub mod samples;
 
 /// The only `schema_version` this build understands.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -31,8 +35,15 @@ pub struct Order {
     pub order_id: Uuid,
     pub customer_id: String,
     pub created_at: DateTime<Utc>,
-    pub restaurant: String,
-    pub delivery_address: DeliveryAddress,
+    /// Optional since contract revision 1.1: an order placed through a system that has no
+    /// notion of restaurants carries none. Absent and `null` both mean "none"; when present it
+    /// is non-empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restaurant: Option<String>,
+    /// Optional since contract revision 1.1: a pickup order has no address. Absent and `null`
+    /// both mean "none".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_address: Option<DeliveryAddress>,
     pub items: Vec<OrderItem>,
     pub total_cents: i64,
     pub currency: String,
@@ -78,26 +89,30 @@ impl Order {
 
     /// The wire form: compact JSON.
     pub fn to_json(&self) -> Vec<u8> {
-        // Serializing plain owned data with string keys cannot fail.
-        serde_json::to_vec(self).unwrap_or_else(|_| unreachable!("an Order always serializes"))
+        let mut buffer = Vec::with_capacity(640);
+        self.write_json(&mut buffer);
+        buffer
     }
 
-    /// A one-line human summary: `2 x Pizza Pepperoni, 1 x Tiramisu for customer-42, 25.00 EUR`.
+    /// A one-line human summary, naming only what the order carries:
+    /// `2 x Pizza Pepperoni, 1 x Tiramisu from Chez Luigi for customer-42, 25.00 EUR`, and
+    /// ` (pickup)` at the end of an order without a delivery address.
     pub fn summary(&self) -> String {
-        let items = self
-            .items
-            .iter()
-            .map(|item| format!("{} x {}", item.quantity, item.name))
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!(
-            "{items} for {}, {}",
-            self.customer_id,
-            Money::new(self.total_cents, &self.currency)
-        )
+        self.summarised().to_string()
+    }
+
+    /// The [`summary`](Self::summary), written straight into a formatter (a log line) without
+    /// building a string first.
+    pub fn summarised(&self) -> Summary<'_> {
+        Summary(self)
     }
 
     /// Decodes and validates a message value. See [`RejectReason`] for what is refused.
+    ///
+    /// A message with exactly the contract's fields is parsed once, straight into the order
+    /// ([`known_fields`] says why that gives the same answer); anything else (an unknown field,
+    /// another version, any error) is judged by [`decode_carefully`], which gives every
+    /// [`RejectReason`]. So a valid order costs one parse and a poison message at most three.
     pub fn decode(payload: Option<&[u8]>, max_bytes: usize) -> Result<Order, RejectReason> {
         let bytes = match payload {
             None => return Err(RejectReason::Tombstone),
@@ -113,43 +128,50 @@ impl Order {
         let text = std::str::from_utf8(bytes).map_err(|err| RejectReason::InvalidUtf8 {
             valid_up_to: err.valid_up_to(),
         })?;
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|err| RejectReason::NotJson {
-                detail: err.to_string(),
-            })?;
-        // The version is checked before the shape: a future version may have another shape,
-        // and "unknown version" is the useful thing to tell its producer.
-        match value.get("schema_version") {
-            None => {
-                return Err(RejectReason::InvalidField {
-                    detail: "missing field `schema_version`".into(),
-                });
-            }
-            Some(version) if version.as_u64() != Some(u64::from(SCHEMA_VERSION)) => {
-                return Err(RejectReason::UnknownSchemaVersion {
-                    found: version.to_string(),
-                });
-            }
-            Some(_) => {}
-        }
-        let order: Order =
-            serde_json::from_value(value).map_err(|err| RejectReason::InvalidField {
-                detail: err.to_string(),
-            })?;
+        let order = match serde_json::from_str::<known_fields::KnownOrder>(text) {
+            Ok(known) if known.schema_version == SCHEMA_VERSION => Order::from(known),
+            _ => decode_carefully(text)?,
+        };
         order.validate()?;
         Ok(order)
     }
 
+    /// Writes the wire form into `buffer` (cleared first), so that a producer can reuse one
+    /// buffer for every order.
+    pub fn write_json(&self, buffer: &mut Vec<u8>) {
+        buffer.clear();
+        // Serializing plain owned data with string keys into memory cannot fail.
+        serde_json::to_writer(buffer, self)
+            .unwrap_or_else(|_| unreachable!("an Order always serializes"));
+    }
+
     /// The rules JSON types cannot express: positive quantities, non-negative prices, a total
     /// that is the sum of its lines, and the text fields the tracker relies on.
+    ///
+    /// The text rules are the JSON Schema's, so that an order the schema accepts is an order
+    /// the tracker tracks: required text is not blank (schema: `"pattern": "\\S"`), and
+    /// `customer_id`, the message key, is at most [`MAX_CUSTOMER_ID_CHARS`] characters.
     pub fn validate(&self) -> Result<(), RejectReason> {
-        if self.customer_id.trim().is_empty() {
+        require_text("customer_id", &self.customer_id)?;
+        if self.customer_id.chars().count() > MAX_CUSTOMER_ID_CHARS {
             return Err(RejectReason::InvalidField {
-                detail: "`customer_id` is empty".into(),
+                detail: format!("`customer_id` is longer than {MAX_CUSTOMER_ID_CHARS} characters"),
             });
+        }
+        if let Some(restaurant) = &self.restaurant {
+            require_text("restaurant", restaurant)?;
+        }
+        if let Some(address) = &self.delivery_address {
+            require_text("delivery_address.street", &address.street)?;
+            require_text("delivery_address.postal_code", &address.postal_code)?;
+            require_text("delivery_address.city", &address.city)?;
         }
         if self.items.is_empty() {
             return Err(RejectReason::NoItems);
+        }
+        for item in &self.items {
+            require_text("items[].sku", &item.sku)?;
+            require_text("items[].name", &item.name)?;
         }
         if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(RejectReason::InvalidField {
@@ -183,8 +205,79 @@ impl Order {
     }
 }
 
+/// The careful path: JSON syntax first, then the version, then the shape, each with its own
+/// [`RejectReason`]. "Not JSON" wins over a field error anywhere, and the version is judged before
+/// the shape (a future version may have another shape; "unknown version" is what its producer
+/// needs to hear). Valid orders with unknown fields (forward compatibility) pass here too.
+fn decode_carefully(text: &str) -> Result<Order, RejectReason> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|err| RejectReason::NotJson {
+            detail: err.to_string(),
+        })?;
+    match value.get("schema_version") {
+        None => {
+            return Err(RejectReason::InvalidField {
+                detail: "missing field `schema_version`".into(),
+            });
+        }
+        Some(version) if version.as_u64() != Some(u64::from(SCHEMA_VERSION)) => {
+            return Err(RejectReason::UnknownSchemaVersion {
+                found: version.to_string(),
+            });
+        }
+        Some(_) => {}
+    }
+    serde_json::from_value(value).map_err(|err| RejectReason::InvalidField {
+        detail: err.to_string(),
+    })
+}
+
+/// An order's one-line summary, formatted on demand; see [`Order::summary`].
+#[derive(Debug, Clone, Copy)]
+pub struct Summary<'a>(&'a Order);
+
+impl fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let order = self.0;
+        for (i, item) in order.items.iter().enumerate() {
+            let separator = if i == 0 { "" } else { ", " };
+            write!(f, "{separator}{} x {}", item.quantity, item.name)?;
+        }
+        if let Some(name) = &order.restaurant {
+            write!(f, " from {name}")?;
+        }
+        write!(
+            f,
+            " for {}, {}",
+            order.customer_id,
+            Money::new(order.total_cents, &order.currency)
+        )?;
+        if order.delivery_address.is_none() {
+            f.write_str(" (pickup)")?;
+        }
+        Ok(())
+    }
+}
+
+/// The longest `customer_id` accepted, in characters (the schema's `maxLength`).
+pub const MAX_CUSTOMER_ID_CHARS: usize = 128;
+
+/// Refuses blank required text: empty, or only whitespace.
+fn require_text(field: &str, value: &str) -> Result<(), RejectReason> {
+    if value.trim().is_empty() {
+        return Err(RejectReason::InvalidField {
+            detail: format!("`{field}` is blank"),
+        });
+    }
+    Ok(())
+}
+
 /// Why a message is not a valid order. Each variant is a distinct dead-letter reason.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// [`RejectKind`] is the same list without the details, and can be iterated
+/// (`RejectKind::iter()`), so that tests can cover every reason and learn of a new one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, strum::EnumDiscriminants)]
+#[strum_discriminants(name(RejectKind), derive(strum::EnumIter))]
 pub enum RejectReason {
     #[error("message has no value (tombstone)")]
     Tombstone,
@@ -216,18 +309,25 @@ pub enum RejectReason {
 impl RejectReason {
     /// A stable, machine-readable code for dashboards and dead-letter headers.
     pub fn code(&self) -> &'static str {
+        RejectKind::from(self).code()
+    }
+}
+
+impl RejectKind {
+    /// A stable, machine-readable code for dashboards and dead-letter headers.
+    pub fn code(self) -> &'static str {
         match self {
-            RejectReason::Tombstone => "tombstone",
-            RejectReason::Empty => "empty",
-            RejectReason::TooLarge { .. } => "too-large",
-            RejectReason::InvalidUtf8 { .. } => "invalid-utf8",
-            RejectReason::NotJson { .. } => "not-json",
-            RejectReason::UnknownSchemaVersion { .. } => "unknown-schema-version",
-            RejectReason::InvalidField { .. } => "invalid-field",
-            RejectReason::NoItems => "no-items",
-            RejectReason::NonPositiveQuantity { .. } => "non-positive-quantity",
-            RejectReason::NegativePrice { .. } => "negative-price",
-            RejectReason::TotalMismatch { .. } => "total-mismatch",
+            RejectKind::Tombstone => "tombstone",
+            RejectKind::Empty => "empty",
+            RejectKind::TooLarge => "too-large",
+            RejectKind::InvalidUtf8 => "invalid-utf8",
+            RejectKind::NotJson => "not-json",
+            RejectKind::UnknownSchemaVersion => "unknown-schema-version",
+            RejectKind::InvalidField => "invalid-field",
+            RejectKind::NoItems => "no-items",
+            RejectKind::NonPositiveQuantity => "non-positive-quantity",
+            RejectKind::NegativePrice => "negative-price",
+            RejectKind::TotalMismatch => "total-mismatch",
         }
     }
 }
@@ -291,8 +391,145 @@ mod tests {
         assert_eq!(order.key(), "customer-42");
         assert_eq!(
             order.summary(),
-            "2 x Pizza Pepperoni, 1 x Tiramisu for customer-42, 25.00 EUR"
+            "2 x Pizza Pepperoni, 1 x Tiramisu from Chez Luigi for customer-42, 25.00 EUR"
         );
+    }
+
+    /// A change made to a valid order, to test one rule.
+    type Edit = fn(&mut Value);
+
+    /// Exactly the fields an outside client must send: no restaurant, no address.
+    fn minimal_order_json() -> Value {
+        let mut value = valid_order_json();
+        let object = value.as_object_mut().expect("object");
+        object.remove("restaurant");
+        object.remove("delivery_address");
+        value
+    }
+
+    #[test]
+    fn an_order_without_restaurant_or_address_is_valid_and_summarised_as_pickup() {
+        let order = decode_value(&minimal_order_json()).expect("minimal order is valid");
+        assert_eq!(order.restaurant, None);
+        assert_eq!(order.delivery_address, None);
+        assert_eq!(
+            order.summary(),
+            "2 x Pizza Pepperoni, 1 x Tiramisu for customer-42, 25.00 EUR (pickup)"
+        );
+        // Absent optional fields stay absent on the wire (no `null` written for them).
+        let wire: Value = serde_json::from_slice(&order.to_json()).expect("json");
+        assert!(wire.get("restaurant").is_none() && wire.get("delivery_address").is_none());
+    }
+
+    #[test]
+    fn null_restaurant_and_address_mean_none() {
+        let mut value = valid_order_json();
+        value["restaurant"] = Value::Null;
+        value["delivery_address"] = Value::Null;
+        let order = decode_value(&value).expect("nulls are accepted");
+        assert_eq!((order.restaurant, order.delivery_address), (None, None));
+    }
+
+    #[test]
+    fn blank_required_text_is_rejected_naming_the_field() {
+        let cases: [(&str, Edit); 7] = [
+            ("customer_id", |v| v["customer_id"] = json!("  ")),
+            ("restaurant", |v| v["restaurant"] = json!("")),
+            ("delivery_address.street", |v| {
+                v["delivery_address"]["street"] = json!(" ")
+            }),
+            ("delivery_address.postal_code", |v| {
+                v["delivery_address"]["postal_code"] = json!("")
+            }),
+            ("delivery_address.city", |v| {
+                v["delivery_address"]["city"] = json!("\t")
+            }),
+            ("items[].sku", |v| v["items"][1]["sku"] = json!("")),
+            ("items[].name", |v| v["items"][0]["name"] = json!(" ")),
+        ];
+        for (field, blank) in cases {
+            let mut value = valid_order_json();
+            blank(&mut value);
+            let err = decode_value(&value).expect_err(field);
+            assert_eq!(err.code(), "invalid-field", "{field}");
+            assert!(err.to_string().contains(field), "{field}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_customer_id_is_at_most_128_characters() {
+        let mut value = valid_order_json();
+        value["customer_id"] = json!("é".repeat(MAX_CUSTOMER_ID_CHARS));
+        assert!(decode_value(&value).is_ok());
+        value["customer_id"] = json!("é".repeat(MAX_CUSTOMER_ID_CHARS + 1));
+        assert_eq!(reason_code(&value), "invalid-field");
+    }
+
+    #[test]
+    fn the_json_schema_and_the_decoder_agree_on_what_is_an_order() {
+        let schema: Value = serde_json::from_str(ORDER_SCHEMA_JSON).expect("schema is JSON");
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .expect("schema compiles");
+        let edits: Vec<(&str, Edit)> = vec![
+            ("as given", |_| {}),
+            ("minimal", |v| *v = minimal_order_json()),
+            ("null restaurant", |v| v["restaurant"] = Value::Null),
+            ("null address", |v| v["delivery_address"] = Value::Null),
+            ("blank restaurant", |v| v["restaurant"] = json!(" ")),
+            ("empty restaurant", |v| v["restaurant"] = json!("")),
+            ("numeric restaurant", |v| v["restaurant"] = json!(7)),
+            ("address without city", |v| {
+                v["delivery_address"]
+                    .as_object_mut()
+                    .expect("object")
+                    .remove("city");
+            }),
+            ("address as text", |v| {
+                v["delivery_address"] = json!("Paris")
+            }),
+            ("blank customer", |v| v["customer_id"] = json!(" ")),
+            ("long customer", |v| {
+                v["customer_id"] = json!("c".repeat(129))
+            }),
+            ("128-char customer", |v| {
+                v["customer_id"] = json!("c".repeat(128))
+            }),
+            ("blank sku", |v| v["items"][0]["sku"] = json!(" ")),
+            ("no items", |v| {
+                v["items"] = json!([]);
+                v["total_cents"] = json!(0);
+            }),
+            ("zero quantity", |v| v["items"][0]["quantity"] = json!(0)),
+            ("fractional quantity", |v| {
+                v["items"][0]["quantity"] = json!(1.5)
+            }),
+            ("negative price", |v| {
+                v["items"][1]["unit_price_cents"] = json!(-400);
+                v["total_cents"] = json!(1700);
+            }),
+            ("lower-case currency", |v| v["currency"] = json!("eur")),
+            ("version 2", |v| v["schema_version"] = json!(2)),
+            ("no version", |v| {
+                v.as_object_mut().expect("object").remove("schema_version");
+            }),
+            ("bad uuid", |v| v["order_id"] = json!("not-a-uuid")),
+            ("bad timestamp", |v| v["created_at"] = json!("yesterday")),
+            ("extra property", |v| v["loyalty_points"] = json!(3)),
+            ("missing total", |v| {
+                v.as_object_mut().expect("object").remove("total_cents");
+            }),
+        ];
+        for (name, edit) in edits {
+            let mut value = valid_order_json();
+            edit(&mut value);
+            assert_eq!(
+                validator.is_valid(&value),
+                decode_value(&value).is_ok(),
+                "schema and decoder disagree on: {name}"
+            );
+        }
     }
 
     #[test]
@@ -317,6 +554,29 @@ mod tests {
     #[test]
     fn an_empty_value_is_rejected() {
         assert_eq!(Order::decode(Some(b""), MAX), Err(RejectReason::Empty));
+    }
+
+    #[test]
+    fn a_free_item_is_allowed() {
+        let mut value = valid_order_json();
+        value["items"][1]["unit_price_cents"] = json!(0);
+        value["total_cents"] = json!(2100);
+        assert!(decode_value(&value).is_ok());
+    }
+
+    #[test]
+    fn zero_money_has_no_minus_sign() {
+        assert_eq!(Money::new(0, "EUR").to_string(), "0.00 EUR");
+    }
+
+    #[test]
+    fn a_value_of_exactly_the_size_bound_is_accepted() {
+        let bytes = valid_order_json().to_string().into_bytes();
+        assert!(Order::decode(Some(&bytes), bytes.len()).is_ok());
+        assert_eq!(
+            Order::decode(Some(&bytes), bytes.len() - 1).map_err(|err| err.code()),
+            Err("too-large")
+        );
     }
 
     #[test]
@@ -374,6 +634,68 @@ mod tests {
             .expect("object")
             .remove("schema_version");
         assert_eq!(reason_code(&value), "invalid-field");
+    }
+
+    /// What `decode` answered before it had a fast path: the careful path, then the rules.
+    fn decode_the_careful_way(text: &str) -> Result<Order, RejectReason> {
+        let order = decode_carefully(text)?;
+        order.validate()?;
+        Ok(order)
+    }
+
+    #[test]
+    fn the_one_parse_fast_path_answers_exactly_as_the_careful_path() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let texts: Vec<String> = vec![
+            valid_order_json().to_string(),
+            minimal_order_json().to_string(),
+            // Field order, whitespace and escapes do not matter.
+            r#"{ "currency":"EUR", "total_cents":950, "items":[{"unit_price_cents":950,"quantity":1,"name":"Pizza\u0020Margherita","sku":"PIZ-MAR"}], "created_at":"2026-11-21T12:30:00+01:00", "customer_id":"c\u00e9", "order_id":"0b6f3d52-8a57-4c55-9a4b-8d0f3c1f2e10", "schema_version":1 }"#.to_string(),
+            // Duplicate keys: the careful path keeps the last one.
+            valid_order_json().to_string().replacen('{', r#"{"customer_id":"first","#, 1),
+            // Versions the fast path does not take.
+            valid_order_json().to_string().replace(r#""schema_version":1"#, r#""schema_version":1.0"#),
+            valid_order_json().to_string().replace(r#""schema_version":1"#, r#""schema_version":2"#),
+            valid_order_json().to_string().replace(r#""schema_version":1"#, r#""schema_version":-1"#),
+            // Unknown fields: tolerated, and judged as strictly as known ones.
+            valid_order_json().to_string().replacen('{', r#"{"tip_cents":100,"#, 1),
+            valid_order_json().to_string().replacen('{', r#"{"note":"\ud800","#, 1),
+            valid_order_json().to_string().replacen('{', r#"{"weight":1e400,"#, 1),
+            valid_order_json().to_string().replacen('{', &format!(r#"{{"nested":{deep},"#), 1),
+            // Broken in the middle, after fields that would fail on their own.
+            r#"{"schema_version":1,"customer_id":5,"items":[}"#.to_string(),
+            r#"{"schema_version":1,"customer_id":"x""#.to_string(),
+            "[]".to_string(),
+            "1".to_string(),
+            "{}".to_string(),
+        ];
+        for text in &texts {
+            assert_eq!(
+                Order::decode(Some(text.as_bytes()), MAX),
+                decode_the_careful_way(text),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_field_is_tolerated_but_not_below_the_rules_of_json() {
+        let lone_surrogate =
+            valid_order_json()
+                .to_string()
+                .replacen('{', r#"{"note":"\ud800","#, 1);
+        let out_of_range = valid_order_json()
+            .to_string()
+            .replacen('{', r#"{"weight":1e400,"#, 1);
+        let too_deep = valid_order_json().to_string().replacen(
+            '{',
+            &format!(r#"{{"nested":{}1{},"#, "[".repeat(200), "]".repeat(200)),
+            1,
+        );
+        for text in [lone_surrogate, out_of_range, too_deep] {
+            let err = Order::decode(Some(text.as_bytes()), MAX).expect_err("not JSON");
+            assert_eq!(err.code(), "not-json", "{text}: {err}");
+        }
     }
 
     #[test]

@@ -1,44 +1,86 @@
-//! `order-producer` settings, from environment variables only.
+//! `order-producer` settings, from environment variables only. Each variable is declared once
+//! below (or in `service_runtime::config` when other services read it too); see that module's
+//! header for how to add one.
 
-use serde::Deserialize;
 use service_runtime::config::{
-    COMMON_VARIABLES, CommonConfig, ConfigError, Variable, entry, load, positive_secs,
+    COMMON_VARIABLES, CommonConfig, ConfigError, Env, HEALTH_PORT, MAX_ORDER_BYTES,
+    STATS_INTERVAL_SECS, Setting, Variables, rule,
 };
-use service_runtime::kafka::KafkaSettings;
+use service_runtime::kafka::{ClientSettings, KafkaSettings};
 use std::time::Duration;
 
-/// The producer's own variables (the common and `KAFKA_*` ones are in [`COMMON_VARIABLES`]).
-pub const VARIABLES: &[Variable] = &[
-    Variable {
-        name: "ORDERS_PER_SECOND",
-        default: "5",
-        accepts: "a number >= 0; fractions allowed (0.5 = one order every 2 s); 0 = as fast as possible",
+/// `None` means as fast as possible.
+pub const ORDERS_PER_SECOND: Setting<Option<f64>> = Setting {
+    name: "ORDERS_PER_SECOND",
+    default: Some("5"),
+    accepts: "a number >= 0; fractions allowed (0.5 = one order every 2 s); 0 = as fast as possible",
+    parse: |text| {
+        let rate = rule::within(text, 0.0, f64::MAX)?;
+        Some((rate > 0.0).then_some(rate))
     },
-    Variable {
-        name: "ORDER_COUNT",
-        default: "(unset: run until stopped)",
-        accepts: "a whole number >= 1: produce that many orders, flush, and exit",
+};
+
+pub const ORDER_COUNT: Setting<u64> = Setting {
+    name: "ORDER_COUNT",
+    default: None,
+    accepts: "a whole number >= 1: produce that many orders, flush, and exit (1 if any delivery failed); unset: run until stopped",
+    parse: |text| rule::within(text, 1, u64::MAX),
+};
+
+pub const CUSTOMER_COUNT: Setting<u32> = Setting {
+    name: "CUSTOMER_COUNT",
+    default: Some("300"),
+    accepts: "a whole number from 1 to 1000000: how many distinct customers place orders",
+    parse: |text| rule::within(text, 1, 1_000_000),
+};
+
+pub const FLUSH_TIMEOUT_SECS: Setting<Duration> = Setting {
+    name: "FLUSH_TIMEOUT_SECS",
+    default: Some("10"),
+    accepts: "a whole number of seconds >= 1 to wait for outstanding deliveries at shutdown",
+    parse: rule::positive_secs,
+};
+
+// --- HTTP intake (POST /orders), see `crate::intake` ---
+
+/// `None` (unset) means no HTTP intake: it has no authentication, so it is opened on purpose.
+pub const INTAKE_PORT: Setting<u16> = Setting {
+    name: "INTAKE_PORT",
+    default: None,
+    accepts: "a TCP port from 1 to 65535, not HEALTH_PORT, for POST /orders and GET /openapi.json (no authentication); unset: no HTTP intake",
+    parse: |text| rule::within(text, 1, u16::MAX),
+};
+
+pub const INTAKE_ACK_TIMEOUT_MS: Setting<Duration> = Setting {
+    name: "INTAKE_ACK_TIMEOUT_MS",
+    default: Some("5000"),
+    accepts: "a whole number of milliseconds from 1 to 300000: how long a POST /orders waits for the broker's acknowledgement before answering 503",
+    parse: |text| rule::within(text, 1, 300_000).map(Duration::from_millis),
+};
+
+pub const GENERATE_ORDERS: Setting<bool> = Setting {
+    name: "GENERATE_ORDERS",
+    default: Some("true"),
+    accepts: "`true` or `false`; `false` turns the generator off so that only orders posted to the intake are produced (needs INTAKE_PORT)",
+    parse: |text| match text {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
     },
-    Variable {
-        name: "CUSTOMER_COUNT",
-        default: "300",
-        accepts: "a whole number from 1 to 1000000: how many distinct customers place orders",
-    },
-    Variable {
-        name: "STATS_INTERVAL_SECS",
-        default: "10",
-        accepts: "a whole number of seconds >= 1 between throughput summaries",
-    },
-    Variable {
-        name: "FLUSH_TIMEOUT_SECS",
-        default: "10",
-        accepts: "a whole number of seconds >= 1 to wait for outstanding deliveries at shutdown",
-    },
-    Variable {
-        name: "HEALTH_PORT",
-        default: "8080",
-        accepts: "a TCP port from 1 to 65535 for /healthz, /readyz and /metrics",
-    },
+};
+
+/// The producer's own variables, in README order (the common ones: [`COMMON_VARIABLES`]).
+pub const VARIABLES: Variables = &[
+    &ORDERS_PER_SECOND,
+    &ORDER_COUNT,
+    &CUSTOMER_COUNT,
+    &STATS_INTERVAL_SECS,
+    &FLUSH_TIMEOUT_SECS,
+    &HEALTH_PORT,
+    &INTAKE_PORT,
+    &INTAKE_ACK_TIMEOUT_MS,
+    &GENERATE_ORDERS,
+    &MAX_ORDER_BYTES,
 ];
 
 /// The producer's Kafka `client.id`.
@@ -49,6 +91,8 @@ pub const CLIENT_ID: &str = "order-producer";
 pub struct ProducerConfig {
     pub common: CommonConfig,
     pub kafka: KafkaSettings,
+    /// The order producer's client configuration, built and checked once.
+    pub producer: ClientSettings,
     /// `None` means as fast as possible.
     pub orders_per_second: Option<f64>,
     /// `None` means until stopped.
@@ -57,77 +101,71 @@ pub struct ProducerConfig {
     pub stats_interval: Duration,
     pub flush_timeout: Duration,
     pub health_port: u16,
-}
-
-#[derive(Deserialize)]
-struct Raw {
-    #[serde(default = "default_rate")]
-    orders_per_second: f64,
-    #[serde(default)]
-    order_count: Option<u64>,
-    #[serde(default = "default_customers")]
-    customer_count: u32,
-    #[serde(default = "default_ten")]
-    stats_interval_secs: u64,
-    #[serde(default = "default_ten")]
-    flush_timeout_secs: u64,
-    #[serde(default = "default_port")]
-    health_port: u16,
-}
-
-fn default_rate() -> f64 {
-    5.0
-}
-fn default_customers() -> u32 {
-    300
-}
-fn default_ten() -> u64 {
-    10
-}
-fn default_port() -> u16 {
-    service_runtime::launch::DEFAULT_HEALTH_PORT
+    /// `INTAKE_PORT`; `None` means no HTTP intake.
+    pub intake_port: Option<u16>,
+    /// `INTAKE_ACK_TIMEOUT_MS`: the longest a POST waits for the broker before answering 503.
+    pub intake_ack_timeout: Duration,
+    /// `GENERATE_ORDERS`: whether the generator runs (false: HTTP orders only).
+    pub generate_orders: bool,
+    /// `MAX_ORDER_BYTES`: the largest order the intake accepts; the tracker reads the same
+    /// declaration and dead-letters larger messages.
+    pub max_order_bytes: usize,
 }
 
 impl ProducerConfig {
     pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
-        let common = CommonConfig::from_vars(vars)?;
-        let kafka = KafkaSettings::from_vars(vars)?;
-        kafka.check(&kafka.producer(CLIENT_ID)?)?;
-        let table: Vec<Variable> = VARIABLES.iter().chain(COMMON_VARIABLES).copied().collect();
-        let raw: Raw = load(vars, &table)?;
-        let rate = raw.orders_per_second;
-        if !rate.is_finite() || rate < 0.0 {
-            return Err(ConfigError::invalid(
-                &entry(VARIABLES, "ORDERS_PER_SECOND"),
-                rate.to_string(),
-            ));
-        }
-        if raw.order_count == Some(0) {
-            return Err(ConfigError::invalid(&entry(VARIABLES, "ORDER_COUNT"), "0"));
-        }
-        if !(1..=1_000_000).contains(&raw.customer_count) {
-            return Err(ConfigError::invalid(
-                &entry(VARIABLES, "CUSTOMER_COUNT"),
-                raw.customer_count.to_string(),
-            ));
-        }
-        if raw.health_port == 0 {
-            return Err(ConfigError::invalid(&entry(VARIABLES, "HEALTH_PORT"), "0"));
-        }
-        Ok(ProducerConfig {
+        let env = Env::new(vars, &[COMMON_VARIABLES, VARIABLES]);
+        let common = CommonConfig::from_env(&env)?;
+        let kafka = KafkaSettings::from_env(&env)?;
+        let producer = kafka.producer(CLIENT_ID)?;
+        let config = ProducerConfig {
             common,
             kafka,
-            orders_per_second: (rate > 0.0).then_some(rate),
-            order_count: raw.order_count,
-            customer_count: raw.customer_count,
-            stats_interval: positive_secs(
-                raw.stats_interval_secs,
-                VARIABLES,
-                "STATS_INTERVAL_SECS",
-            )?,
-            flush_timeout: positive_secs(raw.flush_timeout_secs, VARIABLES, "FLUSH_TIMEOUT_SECS")?,
-            health_port: raw.health_port,
-        })
+            producer,
+            orders_per_second: env.read(&ORDERS_PER_SECOND)?,
+            order_count: env.read_optional(&ORDER_COUNT)?,
+            customer_count: env.read(&CUSTOMER_COUNT)?,
+            stats_interval: env.read(&STATS_INTERVAL_SECS)?,
+            flush_timeout: env.read(&FLUSH_TIMEOUT_SECS)?,
+            health_port: env.read(&HEALTH_PORT)?,
+            intake_port: env.read_optional(&INTAKE_PORT)?,
+            intake_ack_timeout: env.read(&INTAKE_ACK_TIMEOUT_MS)?,
+            generate_orders: env.read(&GENERATE_ORDERS)?,
+            max_order_bytes: env.read(&MAX_ORDER_BYTES)?,
+        };
+        config.check_intake(&env)?;
+        Ok(config)
+    }
+
+    /// The rules that tie the intake's variables to the others'.
+    fn check_intake(&self, env: &Env) -> Result<(), ConfigError> {
+        if let Some(port) = self.intake_port
+            && port == self.health_port
+        {
+            return Err(ConfigError::Rejected {
+                variable: INTAKE_PORT.name.into(),
+                reason: format!("{port} is HEALTH_PORT too; the intake needs its own port"),
+            });
+        }
+        if !self.generate_orders {
+            if self.intake_port.is_none() {
+                return Err(ConfigError::Rejected {
+                    variable: GENERATE_ORDERS.name.into(),
+                    reason: "with the generator off and no INTAKE_PORT the producer would take \
+                             no orders at all; set INTAKE_PORT too"
+                        .into(),
+                });
+            }
+            if env.raw(ORDER_COUNT.name).is_some() {
+                return Err(ConfigError::Rejected {
+                    variable: ORDER_COUNT.name.into(),
+                    reason: "it counts generated orders, and GENERATE_ORDERS=false turns the \
+                             generator off; unset one of them"
+                        .into(),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -216,6 +254,48 @@ mod tests {
             error_for(&[("CUSTOMER_COUNT", "0")]).variable(),
             "CUSTOMER_COUNT"
         );
+    }
+
+    #[test]
+    fn intake_settings_are_checked() {
+        assert_eq!(error_for(&[("INTAKE_PORT", "0")]).variable(), "INTAKE_PORT");
+        assert_eq!(
+            error_for(&[("INTAKE_PORT", "8080"), ("HEALTH_PORT", "8080")]).variable(),
+            "INTAKE_PORT"
+        );
+        assert_eq!(
+            error_for(&[("INTAKE_ACK_TIMEOUT_MS", "0")]).variable(),
+            "INTAKE_ACK_TIMEOUT_MS"
+        );
+        assert_eq!(
+            error_for(&[("INTAKE_ACK_TIMEOUT_MS", "300001")]).variable(),
+            "INTAKE_ACK_TIMEOUT_MS"
+        );
+        assert_eq!(
+            error_for(&[("MAX_ORDER_BYTES", "0")]).variable(),
+            "MAX_ORDER_BYTES"
+        );
+        assert_eq!(
+            error_for(&[("GENERATE_ORDERS", "off")]).variable(),
+            "GENERATE_ORDERS"
+        );
+        let config = ProducerConfig::from_vars(&vars(&[("INTAKE_PORT", "8081")])).expect("8081");
+        assert_eq!(config.intake_port, Some(8081));
+        assert!(config.generate_orders);
+        assert_eq!(config.intake_ack_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_producer_with_nothing_to_produce_is_refused() {
+        let err = error_for(&[("GENERATE_ORDERS", "false")]);
+        assert_eq!(err.variable(), "GENERATE_ORDERS");
+        assert!(err.to_string().contains("INTAKE_PORT"), "{err}");
+        let err = error_for(&[
+            ("GENERATE_ORDERS", "false"),
+            ("INTAKE_PORT", "8081"),
+            ("ORDER_COUNT", "10"),
+        ]);
+        assert_eq!(err.variable(), "ORDER_COUNT");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! `order-producer`: generates orders at a steady rate and writes them to the orders topic,
-//! reporting every delivery.
+//! `order-producer`: generates orders at a steady rate, and takes orders posted over HTTP
+//! ([`intake`], when `INTAKE_PORT` is set), and writes them to the orders topic, reporting every
+//! delivery. Both share one idempotent producer.
 //!
 //! Delivery guarantees, in one place:
 //! - The producer is idempotent with `acks=all` (fixed in `service_runtime::kafka`): librdkafka
@@ -10,7 +11,10 @@
 //! - Every send carries a [`DeliveryNote`]; librdkafka hands it back in exactly one delivery
 //!   report, success or failure, and [`OrderDeliveryContext`] logs and counts it. So
 //!   `delivered + failed` always reaches `produced` once the queue is drained.
-//! - On shutdown the generator stops first, then the producer is flushed with a bounded
+//! - An order posted to the intake carries a reply channel in its [`DeliveryNote`]: the HTTP
+//!   answer (201 with partition and offset) waits for that same delivery report.
+//! - On shutdown the generator and the intake stop first (the intake answers the requests in
+//!   hand), then the producer is flushed with a bounded
 //!   timeout; whatever is still queued after it is purged, which reports it as failed. Nothing
 //!   is dropped unreported, and the final line says how many were delivered and failed.
 //!
@@ -18,12 +22,15 @@
 //! reports never wait on the async runtime; the blocking `flush` runs on a blocking thread.
 
 pub mod config;
-pub mod generator;
+pub mod intake;
+mod intake_request;
 
 use crate::config::ProducerConfig;
-use crate::generator::OrderGenerator;
+use crate::intake::{Intake, IntakeBindError};
+use order_contract::samples::OrderGenerator;
 use order_contract::{Money, Order};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -31,10 +38,12 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
 };
+use rdkafka::statistics::Statistics;
 use service_runtime::config::ConfigError;
 use service_runtime::health::{HealthBindError, HealthServer, Readiness};
 use service_runtime::kafka::ErrorLog;
 use service_runtime::launch::Outcome;
+use service_runtime::metrics::{LatencyHistogram, register_build_info};
 use service_runtime::shutdown::Shutdown;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,38 +59,79 @@ pub enum ProducerError {
     Kafka(KafkaError),
     #[error(transparent)]
     Health(#[from] HealthBindError),
+    #[error(transparent)]
+    Intake(#[from] IntakeBindError),
 }
+
+/// Where the broker put a message: (partition, offset).
+pub type Placement = (i32, i64);
+
+/// Receives one message's delivery report, for a sender that waits for it (the HTTP intake).
+pub type DeliveryReply = tokio::sync::oneshot::Sender<Result<Placement, KafkaError>>;
 
 /// What travels with each message to its delivery report.
 #[derive(Debug)]
 pub struct DeliveryNote {
+    /// When the order was handed to librdkafka: the start of its delivery latency.
+    sent_at: Instant,
     order_id: uuid::Uuid,
     customer_id: String,
     item_count: i64,
     total: String,
+    /// Set for orders posted over HTTP: the report is also sent here.
+    reply: Option<DeliveryReply>,
 }
 
 impl DeliveryNote {
     fn of(order: &Order) -> Box<Self> {
         Box::new(DeliveryNote {
+            sent_at: Instant::now(),
             order_id: order.order_id,
             customer_id: order.customer_id.clone(),
-            item_count: order.items.iter().map(|item| item.quantity).sum(),
+            // Saturating: a posted order's quantities are checked, but their sum may be huge.
+            item_count: order
+                .items
+                .iter()
+                .fold(0i64, |sum, item| sum.saturating_add(item.quantity)),
             total: Money::new(order.total_cents, &order.currency).to_string(),
+            reply: None,
         })
+    }
+
+    fn with_reply(mut self: Box<Self>, reply: DeliveryReply) -> Box<Self> {
+        self.reply = Some(reply);
+        self
     }
 }
 
-/// The producer's counters, exposed on `/metrics` and used for the summaries.
+/// The producer's metrics, exposed on `/metrics`; the counters also feed the summaries.
+///
+/// The HTTP intake's own metrics (answers by status, request duration) are in `intake`.
 #[derive(Debug, Clone, Default)]
 pub struct ProducerMetrics {
     pub produced: Counter,
     pub delivered: Counter,
     pub failed: Counter,
+    /// From handing an order to librdkafka to its successful delivery report.
+    pub delivery_latency: LatencyHistogram,
+    /// librdkafka's `msg_cnt` statistic: messages in its queues, waiting to be sent or for
+    /// their acknowledgement. Updated every `statistics.interval.ms`.
+    pub queue_messages: Gauge,
 }
 
 impl ProducerMetrics {
     fn register(&self, registry: &mut Registry) {
+        register_build_info(registry, env!("CARGO_PKG_VERSION"));
+        registry.register(
+            "delivery_latency_seconds",
+            "Time from handing an order to the Kafka client to the broker's acknowledgement",
+            self.delivery_latency.histogram(),
+        );
+        registry.register(
+            "kafka_queue_messages",
+            "Messages in the Kafka client's queues, not yet acknowledged (librdkafka msg_cnt)",
+            self.queue_messages.clone(),
+        );
         registry.register(
             "orders_produced",
             "Orders handed to the Kafka producer",
@@ -111,19 +161,36 @@ impl ClientContext for OrderDeliveryContext {
     fn error(&self, error: KafkaError, reason: &str) {
         self.errors.error(&error, reason);
     }
+
+    /// librdkafka's statistics, every `statistics.interval.ms`: the client's queue depth.
+    fn stats(&self, statistics: Statistics) {
+        self.metrics.queue_messages.set(statistics.msg_cnt as i64);
+    }
 }
 
 impl ProducerContext for OrderDeliveryContext {
     type DeliveryOpaque = Box<DeliveryNote>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, note: Box<DeliveryNote>) {
+    fn delivery(&self, result: &DeliveryResult<'_>, mut note: Box<DeliveryNote>) {
+        if let Some(reply) = note.reply.take() {
+            // The waiting request may have given up (timed out, or its client went away): the
+            // report below is then the only record, which is what it is for anyway.
+            let _ = reply.send(match result {
+                Ok(message) => Ok((message.partition(), message.offset())),
+                Err((err, _)) => Err(err.clone()),
+            });
+        }
         match result {
             Ok(message) => {
+                self.metrics
+                    .delivery_latency
+                    .observe(note.sent_at.elapsed());
                 self.metrics.delivered.inc();
                 // Its own target so that high rates can turn these lines down alone:
                 // RUST_LOG=info,order_producer::delivery=warn
                 info!(
                     target: "order_producer::delivery",
+                    event = "order_delivered",
                     order_id = %note.order_id,
                     customer_id = %note.customer_id,
                     partition = message.partition(),
@@ -142,6 +209,7 @@ impl ProducerContext for OrderDeliveryContext {
                 self.metrics.failed.inc();
                 error!(
                     target: "order_producer::delivery",
+                    event = "order_not_delivered",
                     order_id = %note.order_id,
                     customer_id = %note.customer_id,
                     error = %err,
@@ -162,7 +230,7 @@ pub struct RunSummary {
     pub failed: u64,
 }
 
-type OrderProducer = ThreadedProducer<OrderDeliveryContext>;
+pub(crate) type OrderProducer = ThreadedProducer<OrderDeliveryContext>;
 
 /// Runs the producer until `ORDER_COUNT` orders are sent or `shutdown` fires, then flushes.
 ///
@@ -173,20 +241,28 @@ pub async fn run(config: ProducerConfig, shutdown: Shutdown) -> Result<Outcome, 
     let mut registry = Registry::with_prefix("order_producer");
     metrics.register(&mut registry);
     let readiness = Readiness::default();
+    // Bound before anything else starts, so that a port in use stops the service at start.
+    let intake = match config.intake_port {
+        Some(port) => Some(Intake::bind(port, &mut registry).await?),
+        None => None,
+    };
 
     let health_task =
         HealthServer::start(config.health_port, readiness.clone(), registry, &shutdown).await?;
 
     info!(
+        event = "starting",
         kafka = %config.kafka.describe(),
         topic = %config.common.orders_topic,
         rate = config.orders_per_second.map_or("unlimited".to_string(), |r| format!("{r}/s")),
         count = config.order_count.map_or("until stopped".to_string(), |n| n.to_string()),
+        generator = if config.generate_orders { "on" } else { "off" },
+        intake_port = config.intake_port.map_or("off".to_string(), |p| p.to_string()),
         "order-producer starting"
     );
-    let client_config = config.kafka.producer(config::CLIENT_ID)?;
     let producer: Arc<OrderProducer> = Arc::new(
-        client_config
+        config
+            .producer
             .create_with_context(OrderDeliveryContext {
                 metrics: metrics.clone(),
                 errors: ErrorLog::default(),
@@ -209,7 +285,16 @@ pub async fn run(config: ProducerConfig, shutdown: Shutdown) -> Result<Outcome, 
         shutdown.clone(),
     ));
 
-    produce_orders(&config, &producer, &metrics, shutdown).await;
+    let intake = intake
+        .map(|intake| intake.start(&config, producer.clone(), metrics.clone(), shutdown.clone()));
+    if config.generate_orders {
+        produce_orders(&config, &producer, &metrics, shutdown).await;
+    }
+    if let Some(intake) = intake {
+        // After a bounded run (ORDER_COUNT) the intake stops now; otherwise it serves until
+        // shutdown is requested, then answers the requests in hand.
+        intake.finish(config.order_count.is_some()).await;
+    }
     let summary = flush(producer, &metrics, config.flush_timeout).await;
 
     summary_task.abort();
@@ -260,7 +345,11 @@ async fn produce_orders(
             sent += 1;
         }
     }
-    info!(produced = sent, "stopped generating orders");
+    info!(
+        event = "generation_stopped",
+        produced = sent,
+        "stopped generating orders"
+    );
 }
 
 /// Hands one order to librdkafka, waiting while its queue is full. Returns whether it was
@@ -274,22 +363,13 @@ async fn enqueue(
     shutdown: &mut Shutdown,
 ) -> bool {
     let payload = order.to_json();
-    let schema_version = order.schema_version.to_string();
     loop {
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "content-type",
-                value: Some("application/json"),
-            })
-            .insert(Header {
-                key: "schema-version",
-                value: Some(schema_version.as_str()),
-            });
-        let record = BaseRecord::with_opaque_to(topic, DeliveryNote::of(order))
-            .key(order.key())
-            .payload(&payload)
-            .headers(headers);
-        match producer.send(record) {
+        match producer.send(order_record(
+            topic,
+            order,
+            &payload,
+            DeliveryNote::of(order),
+        )) {
             Ok(()) => {
                 metrics.produced.inc();
                 return true;
@@ -305,11 +385,35 @@ async fn enqueue(
             Err((err, _)) => {
                 metrics.produced.inc();
                 metrics.failed.inc();
-                error!(order_id = %order.order_id, error = %err, "order {} could not be queued: {err}", order.order_id);
+                error!(event = "order_not_queued", order_id = %order.order_id, error = %err, "order {} could not be queued: {err}", order.order_id);
                 return true;
             }
         }
     }
+}
+
+/// The message for `order`, with `payload` as its value (the order's own JSON, or for a posted
+/// order the posted JSON with its missing fields filled in): keyed by customer, with the
+/// contract's headers.
+fn order_record<'a>(
+    topic: &'a str,
+    order: &'a Order,
+    payload: &'a [u8],
+    note: Box<DeliveryNote>,
+) -> BaseRecord<'a, str, [u8], Box<DeliveryNote>> {
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "content-type",
+            value: Some("application/json"),
+        })
+        .insert(Header {
+            key: "schema-version",
+            value: Some(order.schema_version.to_string().as_str()),
+        });
+    BaseRecord::with_opaque_to(topic, note)
+        .key(order.key())
+        .payload(payload)
+        .headers(headers)
 }
 
 /// Flushes with a bounded timeout, purges what is left (each purged message gets a failed
@@ -322,6 +426,7 @@ async fn flush(
     let started = Instant::now();
     let in_flight = producer.in_flight_count();
     info!(
+        event = "flushing",
         in_flight,
         timeout_secs = timeout.as_secs(),
         "flushing the producer"
@@ -344,6 +449,7 @@ async fn flush(
     };
     match drained {
         Ok((Ok(()), _)) => info!(
+            event = "producer_flushed",
             delivered = summary.delivered,
             failed = summary.failed,
             produced = summary.produced,
@@ -353,6 +459,7 @@ async fn flush(
             summary.failed
         ),
         Ok((Err(err), left)) => warn!(
+            event = "producer_flush_timed_out",
             delivered = summary.delivered,
             failed = summary.failed,
             produced = summary.produced,
@@ -362,7 +469,7 @@ async fn flush(
             summary.delivered,
             summary.failed
         ),
-        Err(err) => error!(error = %err, "the flush task failed"),
+        Err(err) => error!(event = "producer_flush_failed", error = %err, "the flush task failed"),
     }
     summary
 }
@@ -393,9 +500,9 @@ async fn watch_broker(
         let ready = matches!(reachable, Ok(Ok(true)));
         if ready != was_ready {
             if ready {
-                info!(topic = %topic, "broker reachable and topic present: ready");
+                info!(event = "ready", topic = %topic, "broker reachable and topic present: ready");
             } else {
-                warn!(topic = %topic, "broker or topic not reachable: not ready");
+                warn!(event = "not_ready", topic = %topic, "broker or topic not reachable: not ready");
             }
             was_ready = ready;
         }
@@ -421,6 +528,7 @@ async fn log_throughput(metrics: ProducerMetrics, interval: Duration, mut shutdo
         let elapsed = last.1.elapsed().as_secs_f64().max(f64::EPSILON);
         let rate = (delivered - last.0) as f64 / elapsed;
         info!(
+            event = "throughput",
             produced = metrics.produced.get(),
             delivered,
             failed = metrics.failed.get(),

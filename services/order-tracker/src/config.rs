@@ -1,60 +1,76 @@
-//! `order-tracker` settings, from environment variables only.
+//! `order-tracker` settings, from environment variables only. Each variable is declared once
+//! below (or in `service_runtime::config` when other services read it too); see that module's
+//! header for how to add one.
 
-use serde::Deserialize;
 use service_runtime::config::{
-    COMMON_VARIABLES, CommonConfig, ConfigError, Variable, entry, load, positive_secs,
+    COMMON_VARIABLES, CommonConfig, ConfigError, Env, HEALTH_PORT, MAX_ORDER_BYTES,
+    STATS_INTERVAL_SECS, Setting, Variables, rule,
 };
-use service_runtime::kafka::KafkaSettings;
+use service_runtime::kafka::{ClientSettings, KafkaSettings};
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-/// The tracker's own variables (the common and `KAFKA_*` ones are in [`COMMON_VARIABLES`]).
-pub const VARIABLES: &[Variable] = &[
-    Variable {
-        name: "GROUP_ID",
-        default: "order-tracker",
-        accepts: "a consumer group name (non-empty); trackers with the same GROUP_ID share the partitions",
-    },
-    Variable {
-        name: "START_FROM",
-        default: "committed",
-        accepts: "`committed`, `earliest`, `latest`, or partition:offset pairs like `0:42,3:0` (manual assignment)",
-    },
-    Variable {
-        name: "STATS_INTERVAL_SECS",
-        default: "10",
-        accepts: "a whole number of seconds >= 1 between statistics summaries",
-    },
-    Variable {
-        name: "ALERT_ORDER_TOTAL_CENTS",
-        default: "15000",
-        accepts: "a whole number of cents >= 1; an order above it raises a high-value alert",
-    },
-    Variable {
-        name: "ALERT_BURST_COUNT",
-        default: "5",
-        accepts: "a whole number >= 1; a customer placing more orders than this within the window raises a burst alert",
-    },
-    Variable {
-        name: "ALERT_BURST_WINDOW_SECS",
-        default: "60",
-        accepts: "a whole number of seconds >= 1: the window for burst alerts",
-    },
-    Variable {
-        name: "DEDUP_CAPACITY",
-        default: "100000",
-        accepts: "a whole number >= 1: how many recent order ids are remembered to recognise redeliveries",
-    },
-    Variable {
-        name: "MAX_ORDER_BYTES",
-        default: "65536",
-        accepts: "a whole number of bytes >= 1; a larger message value is dead-lettered",
-    },
-    Variable {
-        name: "HEALTH_PORT",
-        default: "8080",
-        accepts: "a TCP port from 1 to 65535 for /healthz, /readyz and /metrics",
-    },
+pub const GROUP_ID: Setting<String> = Setting {
+    name: "GROUP_ID",
+    default: Some("order-tracker"),
+    accepts: "a consumer group name (non-empty); trackers with the same GROUP_ID share the partitions",
+    parse: rule::non_blank,
+};
+
+pub const START_FROM: Setting<StartFrom> = Setting {
+    name: "START_FROM",
+    default: Some("committed"),
+    accepts: "`committed`, `earliest`, `latest`, or partition:offset pairs like `0:42,3:0` (manual assignment)",
+    parse: StartFrom::parse,
+};
+
+pub const ALERT_ORDER_TOTAL_CENTS: Setting<i64> = Setting {
+    name: "ALERT_ORDER_TOTAL_CENTS",
+    default: Some("15000"),
+    accepts: "a whole number of cents >= 1; an order above it raises a high-value alert",
+    parse: |text| rule::within(text, 1, i64::MAX),
+};
+
+pub const ALERT_BURST_COUNT: Setting<u32> = Setting {
+    name: "ALERT_BURST_COUNT",
+    default: Some("5"),
+    accepts: "a whole number >= 1; a customer placing more orders than this within the window raises a burst alert",
+    parse: |text| rule::within(text, 1, u32::MAX),
+};
+
+pub const ALERT_BURST_WINDOW_SECS: Setting<Duration> = Setting {
+    name: "ALERT_BURST_WINDOW_SECS",
+    default: Some("60"),
+    accepts: "a whole number of seconds >= 1: the window for burst alerts",
+    parse: rule::positive_secs,
+};
+
+pub const DEDUP_CAPACITY: Setting<NonZeroUsize> = Setting {
+    name: "DEDUP_CAPACITY",
+    default: Some("100000"),
+    accepts: "a whole number >= 1: how many recent order ids are remembered to recognise redeliveries",
+    parse: |text| text.parse().ok(),
+};
+
+pub const SHUTDOWN_TIMEOUT_SECS: Setting<Duration> = Setting {
+    name: "SHUTDOWN_TIMEOUT_SECS",
+    default: Some("7"),
+    accepts: "a whole number of seconds from 1 to 60: the budget after SIGTERM for the final commit, leaving the group and closing; past it the tracker exits 0 without a clean close, saying so",
+    parse: |text| rule::within(text, 1, 60).map(Duration::from_secs),
+};
+
+/// The tracker's own variables, in README order (the common ones: [`COMMON_VARIABLES`]).
+pub const VARIABLES: Variables = &[
+    &GROUP_ID,
+    &START_FROM,
+    &STATS_INTERVAL_SECS,
+    &ALERT_ORDER_TOTAL_CENTS,
+    &ALERT_BURST_COUNT,
+    &ALERT_BURST_WINDOW_SECS,
+    &DEDUP_CAPACITY,
+    &MAX_ORDER_BYTES,
+    &SHUTDOWN_TIMEOUT_SECS,
+    &HEALTH_PORT,
 ];
 
 /// Where a tracker starts reading.
@@ -102,6 +118,10 @@ pub const DEAD_LETTER_CLIENT_ID: &str = "order-tracker-dead-letters";
 pub struct TrackerConfig {
     pub common: CommonConfig,
     pub kafka: KafkaSettings,
+    /// The group consumer's client configuration, built and checked once.
+    pub consumer: ClientSettings,
+    /// The dead-letter producer's client configuration, built and checked once.
+    pub dead_letter_producer: ClientSettings,
     pub group_id: String,
     pub start_from: StartFrom,
     pub stats_interval: Duration,
@@ -110,115 +130,34 @@ pub struct TrackerConfig {
     pub alert_burst_window: Duration,
     pub dedup_capacity: NonZeroUsize,
     pub max_order_bytes: usize,
+    /// The budget for the shutdown steps after SIGTERM.
+    pub shutdown_timeout: Duration,
     pub health_port: u16,
-}
-
-#[derive(Deserialize)]
-struct Raw {
-    #[serde(default = "default_group")]
-    group_id: String,
-    #[serde(default = "default_start")]
-    start_from: String,
-    #[serde(default = "default_stats")]
-    stats_interval_secs: u64,
-    #[serde(default = "default_alert_total")]
-    alert_order_total_cents: i64,
-    #[serde(default = "default_burst_count")]
-    alert_burst_count: u32,
-    #[serde(default = "default_burst_window")]
-    alert_burst_window_secs: u64,
-    #[serde(default = "default_dedup")]
-    dedup_capacity: usize,
-    #[serde(default = "default_max_bytes")]
-    max_order_bytes: usize,
-    #[serde(default = "default_port")]
-    health_port: u16,
-}
-
-fn default_group() -> String {
-    "order-tracker".into()
-}
-fn default_start() -> String {
-    "committed".into()
-}
-fn default_stats() -> u64 {
-    10
-}
-fn default_alert_total() -> i64 {
-    15_000
-}
-fn default_burst_count() -> u32 {
-    5
-}
-fn default_burst_window() -> u64 {
-    60
-}
-fn default_dedup() -> usize {
-    100_000
-}
-fn default_max_bytes() -> usize {
-    64 * 1024
-}
-fn default_port() -> u16 {
-    service_runtime::launch::DEFAULT_HEALTH_PORT
 }
 
 impl TrackerConfig {
     pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
-        let common = CommonConfig::from_vars(vars)?;
-        let kafka = KafkaSettings::from_vars(vars)?;
-        let table: Vec<Variable> = VARIABLES.iter().chain(COMMON_VARIABLES).copied().collect();
-        let raw: Raw = load(vars, &table)?;
-        let refuse = |name: &'static str, value: String| {
-            Err(ConfigError::invalid(&entry(VARIABLES, name), value))
-        };
-        if raw.group_id.trim().is_empty() {
-            return refuse("GROUP_ID", raw.group_id);
-        }
-        let Some(start_from) = StartFrom::parse(&raw.start_from) else {
-            return refuse("START_FROM", raw.start_from);
-        };
-        if raw.alert_order_total_cents < 1 {
-            return refuse(
-                "ALERT_ORDER_TOTAL_CENTS",
-                raw.alert_order_total_cents.to_string(),
-            );
-        }
-        if raw.alert_burst_count < 1 {
-            return refuse("ALERT_BURST_COUNT", raw.alert_burst_count.to_string());
-        }
-        let Some(dedup_capacity) = NonZeroUsize::new(raw.dedup_capacity) else {
-            return refuse("DEDUP_CAPACITY", "0".into());
-        };
-        if raw.max_order_bytes < 1 {
-            return refuse("MAX_ORDER_BYTES", "0".into());
-        }
-        if raw.health_port == 0 {
-            return refuse("HEALTH_PORT", "0".into());
-        }
-        let group_id = raw.group_id.trim().to_string();
-        kafka.check(&kafka.consumer(CONSUMER_CLIENT_ID, &group_id)?)?;
-        kafka.check(&kafka.producer(DEAD_LETTER_CLIENT_ID)?)?;
+        let env = Env::new(vars, &[COMMON_VARIABLES, VARIABLES]);
+        let common = CommonConfig::from_env(&env)?;
+        let kafka = KafkaSettings::from_env(&env)?;
+        let group_id = env.read(&GROUP_ID)?;
+        let consumer = kafka.consumer(CONSUMER_CLIENT_ID, &group_id)?;
+        let dead_letter_producer = kafka.producer(DEAD_LETTER_CLIENT_ID)?;
         Ok(TrackerConfig {
             common,
             kafka,
+            consumer,
+            dead_letter_producer,
             group_id,
-            start_from,
-            stats_interval: positive_secs(
-                raw.stats_interval_secs,
-                VARIABLES,
-                "STATS_INTERVAL_SECS",
-            )?,
-            alert_order_total_cents: raw.alert_order_total_cents,
-            alert_burst_count: raw.alert_burst_count,
-            alert_burst_window: positive_secs(
-                raw.alert_burst_window_secs,
-                VARIABLES,
-                "ALERT_BURST_WINDOW_SECS",
-            )?,
-            dedup_capacity,
-            max_order_bytes: raw.max_order_bytes,
-            health_port: raw.health_port,
+            start_from: env.read(&START_FROM)?,
+            stats_interval: env.read(&STATS_INTERVAL_SECS)?,
+            alert_order_total_cents: env.read(&ALERT_ORDER_TOTAL_CENTS)?,
+            alert_burst_count: env.read(&ALERT_BURST_COUNT)?,
+            alert_burst_window: env.read(&ALERT_BURST_WINDOW_SECS)?,
+            dedup_capacity: env.read(&DEDUP_CAPACITY)?,
+            max_order_bytes: env.read(&MAX_ORDER_BYTES)?,
+            shutdown_timeout: env.read(&SHUTDOWN_TIMEOUT_SECS)?,
+            health_port: env.read(&HEALTH_PORT)?,
         })
     }
 }
@@ -291,6 +230,43 @@ mod tests {
             error_for(&[("STATS_INTERVAL_SECS", "-1")]).variable(),
             "STATS_INTERVAL_SECS"
         );
+    }
+
+    #[test]
+    fn the_group_timeouts_default_for_quick_failover_and_stay_overridable() {
+        let config = TrackerConfig::from_vars(&[]).expect("defaults");
+        let ms = |property: &str| -> u64 {
+            config
+                .consumer
+                .get(property)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{property} set"))
+        };
+        assert_eq!(ms("session.timeout.ms"), 10_000);
+        assert!(ms("heartbeat.interval.ms") * 3 <= ms("session.timeout.ms"));
+        // The run loop holds a poison message without polling while its dead-letter write is
+        // retried; max.poll.interval.ms (also the rebalance timeout) must outlast the longest
+        // such write, or a tracker retrying a write would be put out of the group.
+        assert!(
+            Duration::from_millis(ms("max.poll.interval.ms")) > crate::dead_letter::LONGEST_WRITE,
+            "max.poll.interval.ms must stay above the longest dead-letter write ({:?})",
+            crate::dead_letter::LONGEST_WRITE
+        );
+        let tuned = TrackerConfig::from_vars(&vars(&[("KAFKA_SESSION_TIMEOUT_MS", "30000")]))
+            .expect("override");
+        assert_eq!(tuned.consumer.get("session.timeout.ms"), Some("30000"));
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn the_shutdown_budget_is_checked() {
+        for bad in ["0", "61", "5s", ""] {
+            assert_eq!(
+                error_for(&[("SHUTDOWN_TIMEOUT_SECS", bad)]).variable(),
+                "SHUTDOWN_TIMEOUT_SECS",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

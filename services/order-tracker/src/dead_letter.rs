@@ -4,8 +4,14 @@
 //! A poison message must never block the partition nor be lost, so the tracker writes it here
 //! and stores its offset only after the broker acknowledged the write (`acks=all`, idempotent).
 //! A failed write is transient by nature (broker away, leader moving) and is retried with
-//! backoff until it succeeds or the tracker is asked to stop, in which case the offset stays
-//! unstored and the message is read again next time. The one permanent failure, a value too
+//! backoff until it succeeds, the tracker is asked to stop, or [`RETRY_WINDOW`] has passed; in
+//! the last two cases the offset stays unstored and the message is read again next time. Giving
+//! up stops the tracker with exit 1 (compose restarts it): it holds the message while retrying
+//! and does not poll, and a member that does not poll for `max.poll.interval.ms` is put out of
+//! the group. So the consumer's `max.poll.interval.ms` (which is also its rebalance timeout) must
+//! stay above [`LONGEST_WRITE`], the longest one write can hold the run loop; a test in
+//! `config.rs` checks the default against it. An attempt that timed out may still be delivered
+//! later, so the worst case is a second dead-letter copy, never a lost one. The one permanent failure, a value too
 //! large for the dead-letter topic, is written again without its value and says so in a header.
 //!
 //! Headers (all UTF-8): `dlq.reason` (a stable code such as `total-mismatch`), `dlq.detail`
@@ -19,7 +25,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use service_runtime::kafka::QuietContext;
 use service_runtime::shutdown::Shutdown;
 use std::time::Duration;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Header names, for readers of the dead-letter topic.
 pub mod header {
@@ -48,6 +54,17 @@ impl std::fmt::Debug for DeadLetterWriter {
     }
 }
 
+/// How long one attempt waits for the broker's acknowledgement.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// No new attempt starts once this long has passed since the first.
+pub const RETRY_WINDOW: Duration = Duration::from_secs(60);
+/// The longest pause between attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The longest one write can hold the run loop: the window, then one last attempt. The
+/// consumer's `max.poll.interval.ms` must be above it.
+pub const LONGEST_WRITE: Duration =
+    Duration::from_secs(RETRY_WINDOW.as_secs() + MAX_BACKOFF.as_secs() + ATTEMPT_TIMEOUT.as_secs());
+
 /// What became of a dead-letter write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeadLetterOutcome {
@@ -55,6 +72,9 @@ pub enum DeadLetterOutcome {
     Written { partition: i32, offset: i64 },
     /// Shutdown came first: the source offset must not be stored.
     Abandoned,
+    /// Every attempt within [`RETRY_WINDOW`] failed: the source offset must not be stored, and
+    /// the tracker stops with a failure.
+    GaveUp,
 }
 
 impl DeadLetterWriter {
@@ -66,7 +86,13 @@ impl DeadLetterWriter {
         }
     }
 
-    /// Writes `message` with `reason`, retrying until acknowledged or shutdown.
+    /// The dead-letter topic's name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Writes `message` with `reason`, retrying until acknowledged, shutdown, or the end of
+    /// [`RETRY_WINDOW`].
     pub async fn write(
         &self,
         message: &BorrowedMessage<'_>,
@@ -75,7 +101,18 @@ impl DeadLetterWriter {
     ) -> DeadLetterOutcome {
         let mut backoff = Duration::from_millis(100);
         let mut omit_value = false;
+        let started = tokio::time::Instant::now();
         loop {
+            if started.elapsed() >= RETRY_WINDOW {
+                error!(
+                    event = "dead_letter_gave_up",
+                    window_secs = RETRY_WINDOW.as_secs(),
+                    source = %format!("{}/{}@{}", message.topic(), message.partition(), message.offset()),
+                    "dead-letter writes failed for {} s; stopping (the source offset stays unstored)",
+                    RETRY_WINDOW.as_secs()
+                );
+                return DeadLetterOutcome::GaveUp;
+            }
             let headers = self.headers(message, reason, omit_value);
             let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic).headers(headers);
             if let Some(key) = message.key() {
@@ -86,7 +123,15 @@ impl DeadLetterWriter {
             }
             let sent = tokio::select! {
                 _ = shutdown.requested() => return DeadLetterOutcome::Abandoned,
-                sent = self.producer.send(record, Duration::from_secs(30)) => sent,
+                sent = tokio::time::timeout(ATTEMPT_TIMEOUT, self.producer.send(record, ATTEMPT_TIMEOUT)) => sent,
+            };
+            // An attempt with no answer within ATTEMPT_TIMEOUT counts as failed.
+            let sent = match sent {
+                Ok(Ok(delivery)) => Ok(delivery),
+                Ok(Err((err, _))) => Err(err),
+                Err(_elapsed) => Err(KafkaError::MessageProduction(
+                    RDKafkaErrorCode::MessageTimedOut,
+                )),
             };
             match sent {
                 Ok(delivery) => {
@@ -95,7 +140,7 @@ impl DeadLetterWriter {
                         offset: delivery.offset,
                     };
                 }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _))
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge))
                     if !omit_value =>
                 {
                     info!(
@@ -104,8 +149,9 @@ impl DeadLetterWriter {
                     );
                     omit_value = true;
                 }
-                Err((err, _)) => {
+                Err(err) => {
                     warn!(
+                        event = "dead_letter_retry",
                         error = %err,
                         retry_in_ms = backoff.as_millis() as u64,
                         source = %format!("{}/{}@{}", message.topic(), message.partition(), message.offset()),
@@ -115,7 +161,7 @@ impl DeadLetterWriter {
                         _ = shutdown.requested() => return DeadLetterOutcome::Abandoned,
                         _ = tokio::time::sleep(backoff) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
@@ -165,10 +211,20 @@ impl DeadLetterWriter {
     /// Waits for outstanding dead-letter writes. Each write is awaited, so the only one that
     /// can be outstanding is a write abandoned at shutdown: it is still delivered if it can be
     /// (its source offset stays unstored, so the worst case is a second dead-letter copy).
-    pub fn flush(&self, timeout: Duration) {
+    /// Returns whether everything was flushed.
+    pub fn flush(&self, timeout: Duration) -> bool {
         use rdkafka::producer::Producer;
-        if let Err(err) = self.producer.flush(timeout) {
-            warn!(error = %err, "dead-letter producer flush incomplete");
+        match self.producer.flush(timeout) {
+            Ok(()) => true,
+            Err(err) => {
+                warn!(
+                    event = "dead_letter_flush_incomplete",
+                    error = %err,
+                    timeout_ms = timeout.as_millis() as u64,
+                    "dead-letter producer flush incomplete"
+                );
+                false
+            }
         }
     }
 }

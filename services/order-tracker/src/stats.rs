@@ -14,6 +14,16 @@ use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+/// The hasher of the per-item and per-customer maps: foldhash, seeded at random per process.
+///
+/// Their keys come from messages (SKUs and customer ids anyone who can write to the topic
+/// chooses), so the hasher must not be predictable from outside: SipHash (std's default) is
+/// that, but it stood out in the tracker's CPU profile. foldhash's random per-process
+/// seed keeps collisions unforeseeable to a producer (the DoS resistance hashbrown relies on by
+/// default, and what the `lru` caches below already use); it is not a cryptographic MAC, which
+/// nothing here needs. The maps are bounded besides (see the module header).
+type FastHash = foldhash::fast::RandomState;
+
 /// Remembers the most recent order ids to recognise redeliveries.
 #[derive(Debug)]
 pub struct SeenOrders {
@@ -59,8 +69,8 @@ pub struct Statistics {
     pub currency: String,
     pub duplicates: u64,
     pub dead_lettered: u64,
-    items: HashMap<String, ItemTotals>,
-    customers: HashMap<String, CustomerTotals>,
+    items: HashMap<String, ItemTotals, FastHash>,
+    customers: HashMap<String, CustomerTotals, FastHash>,
     window_started: Instant,
     orders_at_window_start: u64,
 }
@@ -73,8 +83,8 @@ impl Default for Statistics {
             currency: "EUR".into(),
             duplicates: 0,
             dead_lettered: 0,
-            items: HashMap::new(),
-            customers: HashMap::new(),
+            items: HashMap::default(),
+            customers: HashMap::default(),
             window_started: Instant::now(),
             orders_at_window_start: 0,
         }
@@ -86,9 +96,17 @@ impl Statistics {
     pub fn record(&mut self, order: &Order) {
         self.orders += 1;
         self.revenue_cents = self.revenue_cents.saturating_add(order.total_cents);
-        self.currency.clone_from(&order.currency);
+        if self.currency != order.currency {
+            self.currency.clone_from(&order.currency);
+        }
         for item in &order.items {
-            let totals = self.items.entry(item.sku.clone()).or_default();
+            // Look up by `&str` first: a key is copied only the first time it is seen.
+            if !self.items.contains_key(item.sku.as_str()) {
+                self.items.insert(item.sku.clone(), ItemTotals::default());
+            }
+            let Some(totals) = self.items.get_mut(item.sku.as_str()) else {
+                continue;
+            };
             if totals.name.is_empty() {
                 totals.name.clone_from(&item.name);
             }
@@ -97,12 +115,16 @@ impl Statistics {
                 .revenue_cents
                 .saturating_add(item.line_total_cents().unwrap_or(i64::MAX));
         }
-        if !self.customers.contains_key(&order.customer_id)
-            && self.customers.len() >= MAX_TRACKED_CUSTOMERS
-        {
-            self.forget_least_active_customer();
+        if !self.customers.contains_key(order.customer_id.as_str()) {
+            if self.customers.len() >= MAX_TRACKED_CUSTOMERS {
+                self.forget_least_active_customer();
+            }
+            self.customers
+                .insert(order.customer_id.clone(), CustomerTotals::default());
         }
-        let customer = self.customers.entry(order.customer_id.clone()).or_default();
+        let Some(customer) = self.customers.get_mut(order.customer_id.as_str()) else {
+            return;
+        };
         customer.orders += 1;
         customer.revenue_cents = customer.revenue_cents.saturating_add(order.total_cents);
     }
@@ -289,7 +311,7 @@ impl AlertRules {
         let window = chrono::Duration::from_std(self.burst_window).unwrap_or(chrono::Duration::MAX);
         let times = self
             .recent
-            .get_or_insert_mut(order.customer_id.clone(), VecDeque::new);
+            .get_or_insert_mut_ref(&order.customer_id, VecDeque::new);
         // Keep the window sorted even if orders arrive slightly out of time order.
         let at = times.partition_point(|t| *t <= order.created_at);
         times.insert(at, order.created_at);
@@ -334,12 +356,12 @@ mod tests {
             order_id: Uuid::new_v4(),
             customer_id: customer.into(),
             created_at: Utc.timestamp_opt(1_700_000_000 + at_secs, 0).unwrap(),
-            restaurant: "Chez Luigi".into(),
-            delivery_address: DeliveryAddress {
+            restaurant: Some("Chez Luigi".into()),
+            delivery_address: Some(DeliveryAddress {
                 street: "1 rue".into(),
                 postal_code: "75001".into(),
                 city: "Paris".into(),
-            },
+            }),
             total_cents: items.iter().map(|i| i.quantity * i.unit_price_cents).sum(),
             items,
             currency: "EUR".into(),
@@ -419,6 +441,21 @@ mod tests {
                 threshold_cents: 10_000
             }]
         );
+    }
+
+    /// The kinds are metric labels (`order_tracker_alerts_total{kind}`) that dashboards query.
+    #[test]
+    fn alert_kinds_are_the_documented_metric_labels() {
+        let high = Alert::HighValue {
+            total_cents: 2,
+            threshold_cents: 1,
+        };
+        let burst = Alert::Burst {
+            orders_in_window: 6,
+            threshold: 5,
+            window: Duration::from_secs(60),
+        };
+        assert_eq!((high.kind(), burst.kind()), ("high-value", "burst"));
     }
 
     #[test]

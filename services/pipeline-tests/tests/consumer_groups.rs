@@ -1,9 +1,9 @@
 //! Scenario 3: trackers in one group share the partitions and together track every order;
-//! trackers in different groups each see every order.
+//! trackers in different groups each see every order; a stopped tracker leaves the group.
 
-mod common;
-
-use common::{Pipeline, assigned_partitions, counts, eventually, stop_gracefully, tracked};
+use pipeline_tests::events::{assigned_partitions, counts, named, order_lines};
+use pipeline_tests::pipeline::wait_for_order_lines;
+use pipeline_tests::{OrderLine, Pipeline, eventually, stop_gracefully};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -13,37 +13,32 @@ fn two_trackers_in_one_group_split_the_partitions_and_track_every_order_once() {
     let mut first = pipeline.tracker("shared").spawn();
     let mut second = pipeline.tracker("shared").spawn();
     // Both must be in the group, each holding a share, before orders flow.
-    let both_assigned = || {
-        first.wait_until(Duration::from_secs(30), |e| {
-            !assigned_partitions(e).is_empty()
-        }) && second.wait_until(Duration::from_secs(30), |e| {
-            !assigned_partitions(e).is_empty()
-        })
-    };
-    assert!(both_assigned(), "{}\n{}", first.report(), second.report());
+    let both_assigned = eventually(Duration::from_secs(60), || {
+        !assigned_partitions(&first.events()).is_empty()
+            && !assigned_partitions(&second.events()).is_empty()
+    });
+    assert!(both_assigned, "{}\n{}", first.report(), second.report());
     // Let a cooperative rebalance settle (the first member may give partitions away).
     std::thread::sleep(Duration::from_secs(4));
 
     let delivered = pipeline.produce(400);
-    let all_tracked = eventually(Duration::from_secs(60), || {
-        tracked(&first.events()).len() + tracked(&second.events()).len() >= 400
+    let all_handled = eventually(Duration::from_secs(60), || {
+        order_lines(&first.events()).len() + order_lines(&second.events()).len() >= 400
     });
-    assert!(all_tracked, "{}\n{}", first.report(), second.report());
+    assert!(all_handled, "{}\n{}", first.report(), second.report());
+    // Give a late redelivery the chance to show up before judging.
     std::thread::sleep(Duration::from_secs(1));
     stop_gracefully(&mut first);
     stop_gracefully(&mut second);
 
-    let from_first = tracked(&first.events());
-    let from_second = tracked(&second.events());
+    let from_first = order_lines(&first.events());
+    let from_second = order_lines(&second.events());
     assert!(
         !from_first.is_empty() && !from_second.is_empty(),
         "both did work"
     );
-    let partitions_of = |orders: &[common::Tracked]| -> HashSet<String> {
-        orders
-            .iter()
-            .map(|o| o.source.rsplit_once('@').expect("source").0.to_string())
-            .collect()
+    let partitions_of = |lines: &[OrderLine]| -> HashSet<String> {
+        lines.iter().map(|l| l.partition().to_string()).collect()
     };
     let (p1, p2) = (partitions_of(&from_first), partitions_of(&from_second));
     assert!(
@@ -56,11 +51,13 @@ fn two_trackers_in_one_group_split_the_partitions_and_track_every_order_once() {
         "together they read all six partitions"
     );
 
+    // Every line, duplicates included: an order handled twice, by one member or by both,
+    // fails here.
     let together: Vec<_> = from_first.into_iter().chain(from_second).collect();
     let per_order = counts(&together);
     assert!(
         per_order.values().all(|n| *n == 1),
-        "an order was tracked twice"
+        "an order was handled twice"
     );
     let delivered_ids: HashSet<_> = delivered.into_iter().map(|d| d.order_id).collect();
     assert_eq!(
@@ -77,17 +74,18 @@ fn two_groups_each_see_every_order() {
     let mut kitchen = pipeline.tracker("kitchen").spawn();
     for tracker in [&billing, &kitchen] {
         assert!(
-            common::wait_for_tracked(tracker, 150, Duration::from_secs(60)),
+            wait_for_order_lines(tracker, 150, Duration::from_secs(60)),
             "{}",
             tracker.report()
         );
     }
+    std::thread::sleep(Duration::from_secs(1));
     stop_gracefully(&mut billing);
     stop_gracefully(&mut kitchen);
     let delivered_ids: HashSet<_> = delivered.into_iter().map(|d| d.order_id).collect();
     for tracker in [&billing, &kitchen] {
-        let per_order = counts(&tracked(&tracker.events()));
-        assert!(per_order.values().all(|n| *n == 1));
+        let per_order = counts(&order_lines(&tracker.events()));
+        assert!(per_order.values().all(|n| *n == 1), "{per_order:?}");
         assert_eq!(
             per_order.keys().cloned().collect::<HashSet<_>>(),
             delivered_ids
@@ -104,15 +102,14 @@ fn a_stopped_tracker_leaves_the_group_at_once_and_its_partitions_move_without_lo
         .env("KAFKA_DEBUG", "cgrp")
         .env("RUST_LOG", "info,librdkafka=debug")
         .spawn();
-    assert!(leaving.wait_for_message("partitions assigned", Duration::from_secs(40)));
+    assert!(leaving.wait_for_event("partitions_assigned", Duration::from_secs(40)));
     let mut staying = pipeline.tracker("scale-down").spawn();
     assert!(
         eventually(Duration::from_secs(60), || {
             !assigned_partitions(&staying.events()).is_empty()
-                && leaving
-                    .events()
-                    .iter()
-                    .any(|e| e.message.starts_with("partitions revoked"))
+                && named(&leaving.events(), "partitions_revoked")
+                    .next()
+                    .is_some()
         }),
         "{}\n{}",
         leaving.report(),
@@ -120,20 +117,32 @@ fn a_stopped_tracker_leaves_the_group_at_once_and_its_partitions_move_without_lo
     );
     let first = pipeline.produce(100);
     assert!(eventually(Duration::from_secs(30), || {
-        tracked(&leaving.events()).len() + tracked(&staying.events()).len() >= 100
+        order_lines(&leaving.events()).len() + order_lines(&staying.events()).len() >= 100
     }));
 
     stop_gracefully(&mut leaving);
     let events = leaving.events();
-    let position = |text: &str| events.iter().position(|e| e.message.contains(text));
-    assert!(
-        position("final commit done").is_some(),
-        "final commit logged"
+    // Each shutdown step logged its own outcome, in order.
+    let position = |name: &str| {
+        events
+            .iter()
+            .position(|e| e.is(name))
+            .unwrap_or_else(|| panic!("no event=\"{name}\"\n{}", leaving.report()))
+    };
+    let (commit, left, closed) = (
+        position("final_commit"),
+        position("left_group"),
+        position("consumer_closed"),
     );
-    // librdkafka sends LeaveGroup while closing and does not wait for the answer, so the
-    // request ("leave (in state up)") is what the tracker's shutdown guarantees.
+    assert!(commit < left && left < closed, "steps out of order");
+    // The request itself, from librdkafka's group debug log ("leave (in state up)"): neither
+    // librdkafka's API nor tansu tells a client that a member sent LeaveGroup (and the
+    // survivor's takeover alone would prove it only by timing), so librdkafka's own record of
+    // sending it is the most direct fact there is. `left_group` above is the tracker's view.
     assert!(
-        position("\": leave (in state").is_some(),
+        events
+            .iter()
+            .any(|e| e.target == "librdkafka" && e.message.contains("\": leave (in state")),
         "the tracker did not send LeaveGroup when it closed\n{}",
         leaving.report()
     );
@@ -147,18 +156,18 @@ fn a_stopped_tracker_leaves_the_group_at_once_and_its_partitions_move_without_lo
     );
     let second = pipeline.produce(100);
     assert!(eventually(Duration::from_secs(30), || {
-        tracked(&staying.events()).len() + tracked(&leaving.events()).len() >= 200
+        order_lines(&staying.events()).len() + order_lines(&leaving.events()).len() >= 200
     }));
     std::thread::sleep(Duration::from_secs(1));
     stop_gracefully(&mut staying);
-    let together: Vec<_> = tracked(&leaving.events())
+    let together: Vec<_> = order_lines(&leaving.events())
         .into_iter()
-        .chain(tracked(&staying.events()))
+        .chain(order_lines(&staying.events()))
         .collect();
     let per_order = counts(&together);
     assert!(
         per_order.values().all(|n| *n == 1),
-        "no order tracked twice"
+        "no order handled twice"
     );
     let produced: HashSet<String> = first
         .into_iter()

@@ -1,12 +1,14 @@
 //! Scenario 4: malformed messages land in the dead-letter topic with their reasons, and the
-//! tracker goes on tracking the good orders around them.
+//! tracker goes on tracking the good orders around them. Every reason the contract knows
+//! ([`RejectKind`]) is covered: the list of poison messages is built by an exhaustive `match`
+//! over it, so a new reason does not compile here until it has a poison message.
 
-mod common;
-
-use common::{Pipeline, stop_gracefully, tracked};
-use std::collections::{HashMap, HashSet};
+use order_contract::RejectKind;
+use pipeline_tests::events::{named, order_lines, the};
+use pipeline_tests::{Pipeline, RawMessage, Record, produce_raw, read_topic, stop_gracefully};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
-use test_broker::{RawMessage, produce_raw, read_topic};
+use strum::IntoEnumIterator;
 
 /// (key, value) owned, before borrowing as [`RawMessage`]s.
 type OwnedMessage = (Option<Vec<u8>>, Option<Vec<u8>>);
@@ -25,62 +27,52 @@ fn good_order(id: &str) -> serde_json::Value {
     })
 }
 
-fn with(mut order: serde_json::Value, change: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+fn with(change: impl FnOnce(&mut serde_json::Value)) -> Option<Vec<u8>> {
+    let mut order = good_order("00000000-0000-4000-8000-000000000000");
     change(&mut order);
-    order.to_string().into_bytes()
+    Some(order.to_string().into_bytes())
+}
+
+/// A message value rejected for `kind` (`None` is a tombstone).
+fn poison_for(kind: RejectKind) -> Option<Vec<u8>> {
+    match kind {
+        RejectKind::Tombstone => None,
+        RejectKind::Empty => Some(Vec::new()),
+        RejectKind::TooLarge => with(|o| o["padding"] = "x".repeat(100 * 1024).into()),
+        RejectKind::InvalidUtf8 => Some(b"{\"order\": \"\xff\xfe\"}".to_vec()),
+        RejectKind::NotJson => Some(b"this is not an order".to_vec()),
+        RejectKind::UnknownSchemaVersion => with(|o| o["schema_version"] = 99.into()),
+        RejectKind::InvalidField => with(|o| {
+            o.as_object_mut().expect("object").remove("customer_id");
+        }),
+        RejectKind::NoItems => with(|o| {
+            o["items"] = serde_json::json!([]);
+            o["total_cents"] = 0.into();
+        }),
+        RejectKind::NonPositiveQuantity => with(|o| {
+            o["items"][0]["quantity"] = 0.into();
+            o["total_cents"] = 0.into();
+        }),
+        RejectKind::NegativePrice => with(|o| {
+            o["items"][0]["unit_price_cents"] = (-950).into();
+            o["total_cents"] = (-1900).into();
+        }),
+        RejectKind::TotalMismatch => with(|o| o["total_cents"] = 1.into()),
+    }
 }
 
 #[test]
 fn poison_messages_are_dead_lettered_with_their_reasons_and_good_orders_still_flow() {
     // One partition, so that "around them" is a strict interleaving.
     let pipeline = Pipeline::new(1);
-    let base = || good_order("00000000-0000-4000-8000-000000000000");
-    let poison: Vec<(&str, Option<Vec<u8>>)> = vec![
-        ("tombstone", None),
-        ("empty", Some(Vec::new())),
-        ("invalid-utf8", Some(b"{\"order\": \"\xff\xfe\"}".to_vec())),
-        ("not-json", Some(b"this is not an order".to_vec())),
-        (
-            "invalid-field",
-            Some(with(base(), |o| {
-                o.as_object_mut().expect("object").remove("customer_id");
-            })),
-        ),
-        (
-            "non-positive-quantity",
-            Some(with(base(), |o| {
-                o["items"][0]["quantity"] = 0.into();
-                o["total_cents"] = 0.into();
-            })),
-        ),
-        (
-            "negative-price",
-            Some(with(base(), |o| {
-                o["items"][0]["unit_price_cents"] = (-950).into();
-                o["total_cents"] = (-1900).into();
-            })),
-        ),
-        (
-            "total-mismatch",
-            Some(with(base(), |o| o["total_cents"] = 1.into())),
-        ),
-        (
-            "unknown-schema-version",
-            Some(with(base(), |o| o["schema_version"] = 99.into())),
-        ),
-        (
-            "too-large",
-            Some({
-                let mut big = base();
-                big["padding"] = "x".repeat(100 * 1024).into();
-                big.to_string().into_bytes()
-            }),
-        ),
-        (
-            "invalid-field",
-            Some(with(base(), |o| o["order_id"] = "not-a-uuid".into())),
-        ),
-    ];
+    // One message per reason the contract knows, and a second way to be an invalid field.
+    let mut poison: Vec<(&str, Option<Vec<u8>>)> = RejectKind::iter()
+        .map(|kind| (kind.code(), poison_for(kind)))
+        .collect();
+    poison.push((
+        RejectKind::InvalidField.code(),
+        with(|o| o["order_id"] = "not-a-uuid".into()),
+    ));
 
     // good, poison, good, poison, ..., good
     let mut messages: Vec<OwnedMessage> = Vec::new();
@@ -108,17 +100,13 @@ fn poison_messages_are_dead_lettered_with_their_reasons_and_good_orders_still_fl
 
     let mut tracker = pipeline.tracker("poison").spawn();
     let done = tracker.wait_until(Duration::from_secs(60), |events| {
-        tracked(events).len() >= good_ids.len()
-            && events
-                .iter()
-                .filter(|e| e.message.starts_with("dead-lettered"))
-                .count()
-                >= poison.len()
+        order_lines(events).len() >= good_ids.len()
+            && named(events, "dead_lettered").count() >= poison.len()
     });
     assert!(done, "{}", tracker.report());
     stop_gracefully(&mut tracker);
 
-    let tracked_ids: Vec<String> = tracked(&tracker.events())
+    let tracked_ids: Vec<String> = order_lines(&tracker.events())
         .into_iter()
         .map(|t| t.order_id)
         .collect();
@@ -130,7 +118,7 @@ fn poison_messages_are_dead_lettered_with_their_reasons_and_good_orders_still_fl
         poison.len(),
         "one dead letter per poison message"
     );
-    let mut by_offset: HashMap<i64, &test_broker::Record> = HashMap::new();
+    let mut by_offset: HashMap<i64, &Record> = HashMap::new();
     for record in &dead {
         assert_eq!(
             record.header("dlq.source.topic").as_deref(),
@@ -165,19 +153,29 @@ fn poison_messages_are_dead_lettered_with_their_reasons_and_good_orders_still_fl
         assert_eq!(record.header("dlq.reason").as_deref(), Some(*reason));
         assert_eq!(&record.value, value, "original value kept for {reason}");
     }
-    let kinds: HashSet<&str> = poison.iter().map(|(reason, _)| *reason).collect();
-    assert!(
-        kinds.len() >= 8,
-        "at least eight kinds of malformed message"
-    );
-
-    let final_stats = tracker
-        .events()
-        .into_iter()
-        .find(|e| e.message.starts_with("stopping"))
-        .expect("final stats");
+    // Every reason of the contract, exhaustively, is in the dead-letter topic.
+    let every_reason: BTreeSet<&str> = RejectKind::iter().map(RejectKind::code).collect();
     assert_eq!(
-        final_stats.json["dead_lettered"].as_u64(),
+        every_reason.len(),
+        RejectKind::iter().count(),
+        "each reason has its own code"
+    );
+    let dead_lettered_reasons: BTreeSet<String> =
+        dead.iter().filter_map(|r| r.header("dlq.reason")).collect();
+    assert_eq!(
+        dead_lettered_reasons,
+        every_reason.iter().map(|r| r.to_string()).collect(),
+        "one dead letter for every reason the contract knows"
+    );
+    // ...and each was logged under the same reason.
+    let logged: BTreeSet<String> = named(&tracker.events(), "dead_lettered")
+        .filter_map(|e| e.field("reason"))
+        .collect();
+    assert_eq!(logged, dead_lettered_reasons);
+
+    let events = tracker.events();
+    assert_eq!(
+        the(&events, "final_stats").number("dead_lettered"),
         Some(poison.len() as u64)
     );
 }

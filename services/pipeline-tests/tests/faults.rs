@@ -3,13 +3,13 @@
 //! library runs in-process against the mock, exactly as its binary runs it.
 
 use order_producer::config::ProducerConfig;
+use pipeline_tests::{free_port, read_topic};
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use service_runtime::launch::Outcome;
 use service_runtime::shutdown;
 use std::collections::HashSet;
 use std::time::Duration;
-use test_broker::{free_port, read_topic};
 
 fn producer_config(bootstrap: &str, topic: &str, count: usize, rate: u32) -> ProducerConfig {
     let vars: Vec<(String, String)> = [

@@ -1,13 +1,12 @@
 //! `START_FROM` positions, and what the running binaries expose: `/healthz`, `/readyz`,
 //! Prometheus `/metrics`, and the `healthcheck` subcommand the shell-less images rely on.
 
-mod common;
-
-use common::{Pipeline, stop_gracefully, tracked, wait_for_tracked};
+use pipeline_tests::events::tracked;
+use pipeline_tests::pipeline::{produce_on, wait_for_order_lines};
+use pipeline_tests::{Pipeline, Service, binary_path, free_port, stop_gracefully};
 use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
-use test_broker::{binary_path, free_port};
 
 fn healthcheck(binary: &str, port: u16) -> bool {
     Command::new(binary_path(binary))
@@ -46,7 +45,7 @@ fn the_healthcheck_subcommand_follows_readiness_and_metrics_count_orders() {
         .tracker("health")
         .env("HEALTH_PORT", tracker_port)
         .spawn();
-    assert!(tracker.wait_for_message("partitions assigned", Duration::from_secs(30)));
+    assert!(tracker.wait_for_event("partitions_assigned", Duration::from_secs(30)));
     assert!(
         healthcheck("order-tracker", tracker_port),
         "ready once in the group"
@@ -60,12 +59,12 @@ fn the_healthcheck_subcommand_follows_readiness_and_metrics_count_orders() {
         .env("ORDERS_PER_SECOND", 50)
         .spawn();
     assert!(
-        producer.wait_for_message("ready", Duration::from_secs(30)),
+        producer.wait_for_event("ready", Duration::from_secs(30)),
         "{}",
         producer.report()
     );
     assert!(healthcheck("order-producer", producer_port));
-    assert!(wait_for_tracked(&tracker, 20, Duration::from_secs(30)));
+    assert!(wait_for_order_lines(&tracker, 20, Duration::from_secs(30)));
     stop_gracefully(&mut producer);
     assert!(
         !healthcheck("order-producer", producer_port),
@@ -98,21 +97,23 @@ fn the_healthcheck_subcommand_follows_readiness_and_metrics_count_orders() {
 #[test]
 fn a_producer_that_cannot_reach_the_broker_is_alive_but_not_ready() {
     let port = free_port();
-    let mut producer = test_broker::Service::builder("order-producer", "127.0.0.1:1")
+    let mut producer = Service::builder("order-producer", "127.0.0.1:1")
         .env("HEALTH_PORT", port)
         .env("FLUSH_TIMEOUT_SECS", 2)
         .spawn();
-    assert!(producer.wait_for_message("starting", Duration::from_secs(10)));
+    assert!(producer.wait_for_event("starting", Duration::from_secs(10)));
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(get(port, "/healthz").0, 200);
     assert_eq!(get(port, "/readyz").0, 503);
     assert!(!healthcheck("order-producer", port));
     stop_gracefully(&mut producer);
     // Reconnect attempts repeat the same client error; it is logged once, not every attempt.
+    // The client-error lines are the ones with the `repeats_held_back` field (librdkafka's own
+    // log lines share their target).
     let repeats = producer
         .events()
         .iter()
-        .filter(|e| e.message.starts_with("kafka client error"))
+        .filter(|e| e.json.get("repeats_held_back").is_some())
         .count();
     assert!(
         repeats <= 3,
@@ -128,7 +129,7 @@ fn start_from_earliest_and_explicit_offsets() {
 
     // A group that committed everything...
     let mut reader = pipeline.tracker("replay").spawn();
-    assert!(wait_for_tracked(&reader, 40, Duration::from_secs(30)));
+    assert!(wait_for_order_lines(&reader, 40, Duration::from_secs(30)));
     stop_gracefully(&mut reader);
 
     // ...reads it all again with START_FROM=earliest.
@@ -137,7 +138,7 @@ fn start_from_earliest_and_explicit_offsets() {
         .env("START_FROM", "earliest")
         .spawn();
     assert!(
-        wait_for_tracked(&again, 40, Duration::from_secs(30)),
+        wait_for_order_lines(&again, 40, Duration::from_secs(30)),
         "{}",
         again.report()
     );
@@ -157,7 +158,7 @@ fn start_from_earliest_and_explicit_offsets() {
         .map(|d| d.order_id.clone())
         .collect();
     assert!(
-        wait_for_tracked(&replay, wanted.len(), Duration::from_secs(30)),
+        wait_for_order_lines(&replay, wanted.len(), Duration::from_secs(30)),
         "{}",
         replay.report()
     );
@@ -180,23 +181,23 @@ fn start_from_latest_reads_only_orders_produced_after_joining() {
     mock.create_topic("orders", 2, 1).expect("orders");
     mock.create_topic("orders.dlq", 1, 1).expect("dead letters");
     let bootstrap = mock.bootstrap_servers();
-    let produce = |count: usize| common::produce_on(&bootstrap, count);
+    let produce = |count: usize| produce_on(&bootstrap, count);
     produce(30);
-    let mut latest = test_broker::Service::builder("order-tracker", &bootstrap)
+    let mut latest = Service::builder("order-tracker", &bootstrap)
         .env("START_FROM", "latest")
         .env("GROUP_ID", "fresh")
         .env("HEALTH_PORT", free_port())
         .env("KAFKA_SESSION_TIMEOUT_MS", 6000)
         .spawn();
     assert!(
-        latest.wait_for_message("partitions assigned", Duration::from_secs(30)),
+        latest.wait_for_event("partitions_assigned", Duration::from_secs(30)),
         "{}",
         latest.report()
     );
     std::thread::sleep(Duration::from_secs(2));
     let after = produce(10);
     assert!(
-        wait_for_tracked(&latest, 10, Duration::from_secs(30)),
+        wait_for_order_lines(&latest, 10, Duration::from_secs(30)),
         "{}",
         latest.report()
     );

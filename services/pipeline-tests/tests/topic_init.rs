@@ -1,8 +1,9 @@
 //! topic-init: waits for a broker that is not up yet, creates the topics, is idempotent, and
 //! refuses an existing topic of another shape with the reason and a non-zero exit.
 
+use pipeline_tests::events::named;
+use pipeline_tests::{Service, TestBroker, free_port, read_topic, unique_name};
 use std::time::Duration;
-use test_broker::{Service, TestBroker, free_port, read_topic, unique_name};
 
 fn topic_init(bootstrap: &str, orders: &str, vars: &[(&str, &str)]) -> Service {
     let mut builder = Service::builder("topic-init", bootstrap)
@@ -29,11 +30,7 @@ fn topic_init_waits_for_a_late_broker_then_creates_both_topics() {
     let waiting = topic_init(&bootstrap, &orders, &[("CONNECT_MAX_BACKOFF_MS", "500")]);
     assert!(
         waiting.wait_until(Duration::from_secs(20), |events| {
-            events
-                .iter()
-                .filter(|e| e.message.contains("not reachable yet"))
-                .count()
-                >= 2
+            named(events, "broker_not_reachable_yet").count() >= 2
         }),
         "it logs each attempt\n{}",
         waiting.report()
@@ -42,19 +39,22 @@ fn topic_init_waits_for_a_late_broker_then_creates_both_topics() {
     let (code, init) = finish(waiting);
     assert_eq!(code, 0, "{}", init.report());
     let events = init.events();
-    assert!(events.iter().any(|e| {
-        e.message
-            .starts_with(&format!("created topic {orders} (6 partitions"))
-    }));
-    assert!(events.iter().any(|e| {
-        e.message
-            .starts_with(&format!("created topic {orders}.dlq (1 partitions"))
-    }));
-    assert!(
-        events
-            .iter()
-            .any(|e| e.message.starts_with("broker reachable"))
+    let created: Vec<(String, String)> = named(&events, "topic_created")
+        .map(|e| {
+            (
+                e.field("topic").expect("topic"),
+                e.field("partitions").expect("partitions"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        created,
+        vec![
+            (orders.clone(), "6".to_string()),
+            (format!("{orders}.dlq"), "1".to_string())
+        ]
     );
+    assert!(named(&events, "broker_reachable").next().is_some());
 
     // Both topics exist and take messages: the real producer can deliver to the orders topic.
     let mut producer = Service::builder("order-producer", &broker.bootstrap())
@@ -109,10 +109,7 @@ fn running_topic_init_twice_is_fine_and_another_shape_is_refused_with_the_reason
         &[("TOPIC_PARTITIONS", "3")],
     ));
     assert_eq!(code, 0, "{}", again.report());
-    assert!(again.events().iter().any(|e| {
-        e.message
-            .contains("already exists with the wanted settings")
-    }));
+    assert_eq!(named(&again.events(), "topic_as_wanted").count(), 2);
 
     let reason_of = |service: &Service| {
         service
@@ -153,10 +150,7 @@ fn running_topic_init_twice_is_fine_and_another_shape_is_refused_with_the_reason
         &orders,
         &[("TOPIC_PARTITIONS", "5")],
     ));
-    let grown = grow
-        .events()
-        .iter()
-        .any(|e| e.message.contains("grew topic"));
+    let grown = named(&grow.events(), "topic_grown").next().is_some();
     if code == 0 {
         assert!(grown, "{}", grow.report());
     } else {

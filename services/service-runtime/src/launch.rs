@@ -5,7 +5,7 @@
 //! Configuration errors are printed with `eprintln!` before logging exists, as a single line:
 //! no panic, no backtrace. Everything after that is logged through `tracing`.
 
-use crate::config::{ConfigError, EXIT_CONFIG, LogFormat, process_env};
+use crate::config::{ConfigError, EXIT_CONFIG, Env, HEALTH_PORT, LogFormat, process_env};
 use crate::health;
 use crate::shutdown::{self, Shutdown};
 use std::fmt::Display;
@@ -20,11 +20,6 @@ pub enum Outcome {
     /// Finished, but some of its work failed (e.g. orders not delivered): exit 1.
     PartlyFailed,
 }
-
-/// The port the health server listens on and the `healthcheck` subcommand probes.
-pub const HEALTH_PORT_VARIABLE: &str = "HEALTH_PORT";
-/// Default for [`HEALTH_PORT_VARIABLE`].
-pub const DEFAULT_HEALTH_PORT: u16 = 8080;
 
 /// A service as `main` sees it.
 #[derive(Debug)]
@@ -114,15 +109,13 @@ impl Service {
 
 /// `<binary> healthcheck`: exit 0 if `/readyz` on `HEALTH_PORT` answers 200, else 1.
 fn healthcheck(name: &str, vars: &[(String, String)]) -> ExitCode {
-    let port = match vars.iter().find(|(k, _)| k == HEALTH_PORT_VARIABLE) {
-        None => DEFAULT_HEALTH_PORT,
-        Some((_, value)) => match value.trim().parse::<u16>() {
-            Ok(port) => port,
-            Err(_) => {
-                eprintln!("{name}: {HEALTH_PORT_VARIABLE}={value:?} is not a port");
-                return ExitCode::FAILURE;
-            }
-        },
+    // The same declaration and rule as the service's own HEALTH_PORT.
+    let port = match Env::new(vars, &[&[&HEALTH_PORT]]).read(&HEALTH_PORT) {
+        Ok(port) => port,
+        Err(err) => {
+            eprintln!("{name}: {err}");
+            return ExitCode::FAILURE;
+        }
     };
     if health::probe(port, "/readyz") {
         ExitCode::SUCCESS

@@ -10,10 +10,13 @@
 //! - [`launch`]: the whole of a thin `main`: subcommands, config, logs, signals, exit code.
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`, and the `healthcheck` probe that the
 //!   shell-less images use instead of curl.
+//! - [`metrics`]: what both services export alike: build and Kafka client versions, latency
+//!   histogram buckets.
 
 pub mod config;
 pub mod health;
 pub mod kafka;
 pub mod launch;
+pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;

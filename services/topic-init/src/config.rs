@@ -1,47 +1,81 @@
-//! `topic-init` settings, from environment variables only.
+//! `topic-init` settings, from environment variables only. Each variable is declared once
+//! below (or in `service_runtime::config` when other services read it too); see that module's
+//! header for how to add one.
 
-use serde::Deserialize;
-use service_runtime::config::{COMMON_VARIABLES, CommonConfig, ConfigError, Variable, entry, load};
-use service_runtime::kafka::KafkaSettings;
+use service_runtime::config::{
+    COMMON_VARIABLES, CommonConfig, ConfigError, Env, Setting, Variables, rule,
+};
+use service_runtime::kafka::{ClientSettings, KafkaSettings};
 use std::time::Duration;
 
-/// topic-init's own variables (the common and `KAFKA_*` ones are in [`COMMON_VARIABLES`]).
-pub const VARIABLES: &[Variable] = &[
-    Variable {
-        name: "TOPIC_PARTITIONS",
-        default: "6",
-        accepts: "a whole number from 1 to 10000: partitions of the orders topic (the most trackers that can share the work)",
-    },
-    Variable {
-        name: "TOPIC_REPLICATION_FACTOR",
-        default: "1",
-        accepts: "a whole number from 1 to 32, at most the number of brokers",
-    },
-    Variable {
-        name: "TOPIC_RETENTION_MS",
-        default: "604800000 (7 days)",
-        accepts: "a whole number of milliseconds >= 1, or -1 to keep orders forever",
-    },
-    Variable {
-        name: "DEAD_LETTER_PARTITIONS",
-        default: "1",
-        accepts: "a whole number from 1 to 10000: partitions of the dead-letter topic",
-    },
-    Variable {
-        name: "DEAD_LETTER_RETENTION_MS",
-        default: "2592000000 (30 days)",
-        accepts: "a whole number of milliseconds >= 1, or -1 to keep dead letters forever",
-    },
-    Variable {
-        name: "CONNECT_MAX_ATTEMPTS",
-        default: "30",
-        accepts: "a whole number >= 1: how many times to try reaching the broker before giving up",
-    },
-    Variable {
-        name: "CONNECT_MAX_BACKOFF_MS",
-        default: "5000",
-        accepts: "a whole number of milliseconds >= 1: the longest wait between attempts (waits start at 250 ms and double)",
-    },
+/// Partitions of a topic: Kafka allows more, but more than this is a typo.
+fn partitions(text: &str) -> Option<i32> {
+    rule::within(text, 1, 10_000)
+}
+
+/// A retention in milliseconds, or -1 for forever.
+fn retention_ms(text: &str) -> Option<i64> {
+    rule::within(text, -1, i64::MAX).filter(|ms| *ms != 0)
+}
+
+pub const TOPIC_PARTITIONS: Setting<i32> = Setting {
+    name: "TOPIC_PARTITIONS",
+    default: Some("6"),
+    accepts: "a whole number from 1 to 10000: partitions of the orders topic (the most trackers that can share the work)",
+    parse: partitions,
+};
+
+pub const TOPIC_REPLICATION_FACTOR: Setting<i32> = Setting {
+    name: "TOPIC_REPLICATION_FACTOR",
+    default: Some("1"),
+    accepts: "a whole number from 1 to 32, at most the number of brokers",
+    parse: |text| rule::within(text, 1, 32),
+};
+
+pub const TOPIC_RETENTION_MS: Setting<i64> = Setting {
+    name: "TOPIC_RETENTION_MS",
+    default: Some("604800000"),
+    accepts: "a whole number of milliseconds >= 1 (604800000 is 7 days), or -1 to keep orders forever",
+    parse: retention_ms,
+};
+
+pub const DEAD_LETTER_PARTITIONS: Setting<i32> = Setting {
+    name: "DEAD_LETTER_PARTITIONS",
+    default: Some("1"),
+    accepts: "a whole number from 1 to 10000: partitions of the dead-letter topic",
+    parse: partitions,
+};
+
+pub const DEAD_LETTER_RETENTION_MS: Setting<i64> = Setting {
+    name: "DEAD_LETTER_RETENTION_MS",
+    default: Some("2592000000"),
+    accepts: "a whole number of milliseconds >= 1 (2592000000 is 30 days), or -1 to keep dead letters forever",
+    parse: retention_ms,
+};
+
+pub const CONNECT_MAX_ATTEMPTS: Setting<u32> = Setting {
+    name: "CONNECT_MAX_ATTEMPTS",
+    default: Some("30"),
+    accepts: "a whole number >= 1: how many times to try reaching the broker before giving up",
+    parse: |text| rule::within(text, 1, u32::MAX),
+};
+
+pub const CONNECT_MAX_BACKOFF_MS: Setting<Duration> = Setting {
+    name: "CONNECT_MAX_BACKOFF_MS",
+    default: Some("5000"),
+    accepts: "a whole number of milliseconds >= 1: the longest wait between attempts (waits start at 250 ms and double)",
+    parse: |text| rule::within(text, 1, u64::MAX).map(Duration::from_millis),
+};
+
+/// topic-init's own variables, in README order (the common ones: [`COMMON_VARIABLES`]).
+pub const VARIABLES: Variables = &[
+    &TOPIC_PARTITIONS,
+    &TOPIC_REPLICATION_FACTOR,
+    &TOPIC_RETENTION_MS,
+    &DEAD_LETTER_PARTITIONS,
+    &DEAD_LETTER_RETENTION_MS,
+    &CONNECT_MAX_ATTEMPTS,
+    &CONNECT_MAX_BACKOFF_MS,
 ];
 
 /// The wanted shape of one topic.
@@ -64,122 +98,45 @@ pub const CLIENT_ID: &str = "topic-init";
 pub struct TopicInitConfig {
     pub common: CommonConfig,
     pub kafka: KafkaSettings,
+    /// The admin client's configuration, built and checked once.
+    pub admin: ClientSettings,
     pub topics: Vec<TopicSpec>,
     pub connect_max_attempts: u32,
     pub connect_max_backoff: Duration,
 }
 
-#[derive(Deserialize)]
-struct Raw {
-    #[serde(default = "default_partitions")]
-    topic_partitions: i32,
-    #[serde(default = "one")]
-    topic_replication_factor: i32,
-    #[serde(default = "default_retention")]
-    topic_retention_ms: i64,
-    #[serde(default = "one")]
-    dead_letter_partitions: i32,
-    #[serde(default = "default_dead_letter_retention")]
-    dead_letter_retention_ms: i64,
-    #[serde(default = "default_attempts")]
-    connect_max_attempts: u32,
-    #[serde(default = "default_backoff")]
-    connect_max_backoff_ms: u64,
-}
-
-fn default_partitions() -> i32 {
-    6
-}
-fn one() -> i32 {
-    1
-}
-fn default_retention() -> i64 {
-    7 * 24 * 3600 * 1000
-}
-fn default_dead_letter_retention() -> i64 {
-    30 * 24 * 3600 * 1000
-}
-fn default_attempts() -> u32 {
-    30
-}
-fn default_backoff() -> u64 {
-    5000
-}
-
 impl TopicInitConfig {
     pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
-        let common = CommonConfig::from_vars(vars)?;
-        let kafka = KafkaSettings::from_vars(vars)?;
-        kafka.check(&kafka.admin(CLIENT_ID)?)?;
-        let table: Vec<Variable> = VARIABLES.iter().chain(COMMON_VARIABLES).copied().collect();
-        let raw: Raw = load(vars, &table)?;
-        let check = |ok: bool, name: &'static str, value: String| {
-            if ok {
-                Ok(())
-            } else {
-                Err(ConfigError::invalid(&entry(VARIABLES, name), value))
-            }
-        };
-        let retention_ok = |ms: i64| ms == -1 || ms >= 1;
-        check(
-            (1..=10_000).contains(&raw.topic_partitions),
-            "TOPIC_PARTITIONS",
-            raw.topic_partitions.to_string(),
-        )?;
-        check(
-            (1..=32).contains(&raw.topic_replication_factor),
-            "TOPIC_REPLICATION_FACTOR",
-            raw.topic_replication_factor.to_string(),
-        )?;
-        check(
-            retention_ok(raw.topic_retention_ms),
-            "TOPIC_RETENTION_MS",
-            raw.topic_retention_ms.to_string(),
-        )?;
-        check(
-            (1..=10_000).contains(&raw.dead_letter_partitions),
-            "DEAD_LETTER_PARTITIONS",
-            raw.dead_letter_partitions.to_string(),
-        )?;
-        check(
-            retention_ok(raw.dead_letter_retention_ms),
-            "DEAD_LETTER_RETENTION_MS",
-            raw.dead_letter_retention_ms.to_string(),
-        )?;
-        check(
-            raw.connect_max_attempts >= 1,
-            "CONNECT_MAX_ATTEMPTS",
-            raw.connect_max_attempts.to_string(),
-        )?;
-        check(
-            raw.connect_max_backoff_ms >= 1,
-            "CONNECT_MAX_BACKOFF_MS",
-            raw.connect_max_backoff_ms.to_string(),
-        )?;
+        let env = Env::new(vars, &[COMMON_VARIABLES, VARIABLES]);
+        let common = CommonConfig::from_env(&env)?;
+        let kafka = KafkaSettings::from_env(&env)?;
+        let admin = kafka.admin(CLIENT_ID)?;
+        let replication_factor = env.read(&TOPIC_REPLICATION_FACTOR)?;
         let topics = vec![
             TopicSpec {
                 name: common.orders_topic.clone(),
-                partitions: raw.topic_partitions,
-                replication_factor: raw.topic_replication_factor,
-                retention_ms: raw.topic_retention_ms,
-                partitions_variable: "TOPIC_PARTITIONS",
-                retention_variable: "TOPIC_RETENTION_MS",
+                partitions: env.read(&TOPIC_PARTITIONS)?,
+                replication_factor,
+                retention_ms: env.read(&TOPIC_RETENTION_MS)?,
+                partitions_variable: TOPIC_PARTITIONS.name,
+                retention_variable: TOPIC_RETENTION_MS.name,
             },
             TopicSpec {
                 name: common.dead_letter_topic.clone(),
-                partitions: raw.dead_letter_partitions,
-                replication_factor: raw.topic_replication_factor,
-                retention_ms: raw.dead_letter_retention_ms,
-                partitions_variable: "DEAD_LETTER_PARTITIONS",
-                retention_variable: "DEAD_LETTER_RETENTION_MS",
+                partitions: env.read(&DEAD_LETTER_PARTITIONS)?,
+                replication_factor,
+                retention_ms: env.read(&DEAD_LETTER_RETENTION_MS)?,
+                partitions_variable: DEAD_LETTER_PARTITIONS.name,
+                retention_variable: DEAD_LETTER_RETENTION_MS.name,
             },
         ];
         Ok(TopicInitConfig {
             common,
             kafka,
+            admin,
             topics,
-            connect_max_attempts: raw.connect_max_attempts,
-            connect_max_backoff: Duration::from_millis(raw.connect_max_backoff_ms),
+            connect_max_attempts: env.read(&CONNECT_MAX_ATTEMPTS)?,
+            connect_max_backoff: env.read(&CONNECT_MAX_BACKOFF_MS)?,
         })
     }
 }

@@ -60,8 +60,7 @@ type Admin = Arc<AdminClient<QuietContext>>;
 pub async fn run(config: TopicInitConfig, shutdown: Shutdown) -> Result<Outcome, TopicInitError> {
     let admin: Admin = Arc::new(
         config
-            .kafka
-            .admin(config::CLIENT_ID)?
+            .admin
             .create_with_context(QuietContext::default())
             .map_err(|err| match config.kafka.explain(err) {
                 Ok(config_error) => TopicInitError::Config(config_error),
@@ -73,6 +72,7 @@ pub async fn run(config: TopicInitConfig, shutdown: Shutdown) -> Result<Outcome,
         let outcome = ensure_topic(&admin, spec).await?;
         match outcome {
             TopicOutcome::Created => info!(
+                event = "topic_created",
                 topic = %spec.name,
                 partitions = spec.partitions,
                 replication_factor = spec.replication_factor,
@@ -81,18 +81,20 @@ pub async fn run(config: TopicInitConfig, shutdown: Shutdown) -> Result<Outcome,
                 spec.name, spec.partitions, spec.replication_factor, spec.retention_ms
             ),
             TopicOutcome::AlreadyAsWanted => info!(
+                event = "topic_as_wanted",
                 topic = %spec.name,
                 "topic {} already exists with the wanted settings",
                 spec.name
             ),
             TopicOutcome::Grown { from, to } => warn!(
+                event = "topic_grown",
                 topic = %spec.name,
                 "grew topic {} from {from} to {to} partitions; new orders of a customer may now land on another partition than their older ones",
                 spec.name
             ),
         }
     }
-    info!("topics ready");
+    info!(event = "topics_ready", "topics ready");
     Ok(Outcome::Completed)
 }
 
@@ -117,6 +119,7 @@ async fn wait_for_broker(
         match answered {
             Ok(Ok(brokers)) => {
                 info!(
+                    event = "broker_reachable",
                     attempt,
                     brokers,
                     bootstrap = %bootstrap,
@@ -131,6 +134,7 @@ async fn wait_for_broker(
             break;
         }
         info!(
+            event = "broker_not_reachable_yet",
             attempt,
             max_attempts = config.connect_max_attempts,
             retry_in_ms = backoff.as_millis() as u64,

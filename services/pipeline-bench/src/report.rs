@@ -1,0 +1,208 @@
+//! Turning runs into the printed tables: medians over rounds, and ratios taken pair by pair
+//! within a round (so that a machine that slows down between rounds still compares fairly).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// The median of `values` (the mean of the middle two for an even count); 0 for none.
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted.sort_by(f64::total_cmp);
+    let middle = sorted.len() / 2;
+    if sorted.len() % 2 == 1 {
+        sorted[middle]
+    } else {
+        (sorted[middle - 1] + sorted[middle]) / 2.0
+    }
+}
+
+/// The `p`-th percentile (0..=100) of `values`, nearest rank.
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// One row's figures, one entry per round.
+#[derive(Debug, Clone, Default)]
+pub struct Series {
+    pub per_round: Vec<f64>,
+}
+
+impl Series {
+    pub fn push(&mut self, value: f64) {
+        self.per_round.push(value);
+    }
+
+    pub fn median(&self) -> f64 {
+        median(&self.per_round)
+    }
+
+    pub fn min(&self) -> f64 {
+        self.per_round.iter().copied().fold(f64::INFINITY, f64::min)
+    }
+
+    pub fn max(&self) -> f64 {
+        self.per_round
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max)
+    }
+
+    /// The median over rounds of `self / other` in the same round.
+    pub fn ratio_to(&self, other: &Series) -> f64 {
+        let ratios: Vec<f64> = self
+            .per_round
+            .iter()
+            .zip(&other.per_round)
+            .map(|(a, b)| a / b)
+            .collect();
+        median(&ratios)
+    }
+}
+
+/// Throughput, memory and CPU of one row over all rounds.
+#[derive(Debug, Clone, Default)]
+pub struct ThroughputRow {
+    pub orders_per_sec: Series,
+    pub peak_rss_mb: Series,
+    pub cpu_us_per_order: Series,
+}
+
+/// Latency of one producer/consumer pair over all rounds.
+#[derive(Debug, Clone, Default)]
+pub struct LatencyRow {
+    pub p50_ms: Series,
+    pub p99_ms: Series,
+}
+
+/// `128,400`
+pub fn thousands(value: f64) -> String {
+    let whole = value.round() as i64;
+    let digits = whole.abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if whole < 0 { format!("-{out}") } else { out }
+}
+
+/// A throughput table: `rows` in order; each row may name a loop and a Python row to compare
+/// against (by label).
+pub fn throughput_table(
+    title: &str,
+    rows: &[(&str, Option<&str>, Option<&str>)],
+    data: &BTreeMap<String, ThroughputRow>,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| {title} | orders/s, median (min-max) | vs loop | vs Python | peak RSS | CPU us/order |"
+    );
+    let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- |");
+    for (label, loop_label, python_label) in rows {
+        let Some(row) = data.get(*label) else {
+            continue;
+        };
+        let versus =
+            |other: &Option<&str>, as_percent: bool| match other.and_then(|name| data.get(name)) {
+                Some(reference) => {
+                    let ratio = row.orders_per_sec.ratio_to(&reference.orders_per_sec);
+                    if as_percent {
+                        format!("{:.0}%", ratio * 100.0)
+                    } else {
+                        format!("{ratio:.1}x")
+                    }
+                }
+                None => String::new(),
+            };
+        let _ = writeln!(
+            out,
+            "| {label} | {} ({}-{}) | {} | {} | {:.0} MB | {:.1} |",
+            thousands(row.orders_per_sec.median()),
+            thousands(row.orders_per_sec.min()),
+            thousands(row.orders_per_sec.max()),
+            versus(loop_label, true),
+            versus(python_label, false),
+            row.peak_rss_mb.median(),
+            row.cpu_us_per_order.median(),
+        );
+    }
+    out
+}
+
+/// The latency table; each row compared with the raw-client row named.
+pub fn latency_table(
+    rate: f64,
+    rows: &[(&str, Option<&str>)],
+    data: &BTreeMap<String, LatencyRow>,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| end to end at {} orders/s (CreateTime to handled) | p50 ms | p99 ms | p50 vs raw | p99 vs raw |",
+        thousands(rate)
+    );
+    let _ = writeln!(out, "| --- | --- | --- | --- | --- |");
+    for (label, raw_label) in rows {
+        let Some(row) = data.get(*label) else {
+            continue;
+        };
+        let (p50_ratio, p99_ratio) = match raw_label.and_then(|name| data.get(name)) {
+            Some(raw) => (
+                format!("{:.2}x", row.p50_ms.ratio_to(&raw.p50_ms)),
+                format!("{:.2}x", row.p99_ms.ratio_to(&raw.p99_ms)),
+            ),
+            None => (String::new(), String::new()),
+        };
+        let _ = writeln!(
+            out,
+            "| {label} | {:.0} | {:.0} | {p50_ratio} | {p99_ratio} |",
+            row.p50_ms.median(),
+            row.p99_ms.median(),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_percentiles() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&hundred, 50.0), 50.0);
+        assert_eq!(percentile(&hundred, 99.0), 99.0);
+        assert_eq!(percentile(&[7.0], 99.0), 7.0);
+    }
+
+    #[test]
+    fn ratios_are_taken_within_each_round() {
+        let fast = Series {
+            per_round: vec![100.0, 50.0, 100.0],
+        };
+        let slow = Series {
+            per_round: vec![50.0, 25.0, 50.0],
+        };
+        assert_eq!(fast.ratio_to(&slow), 2.0);
+    }
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(thousands(1234567.4), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+    }
+}

@@ -1,0 +1,834 @@
+//! The rows of the benchmark and how each one is run; see the crate header for why.
+
+use crate::process::{Finished, Measured, Running};
+use crate::report::{self, LatencyRow, Series, ThroughputRow};
+use pipeline_tests::{TestBroker, binary_path, create_topics, free_port, unique_name};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Orders per throughput run.
+    pub orders: u64,
+    /// Interleaved rounds; each figure is the median over them.
+    pub rounds: usize,
+    /// Orders in the backlog the tracker catches up in the memory rows (0: skip them).
+    pub backlog: u64,
+    /// Seconds of each latency run.
+    pub latency_secs: u64,
+    /// Orders per second of the latency runs.
+    pub latency_rate: f64,
+    /// Where each run's output is kept.
+    pub out_dir: PathBuf,
+}
+
+/// Partitions of every benchmark topic: the compose default (`TOPIC_PARTITIONS`).
+const PARTITIONS: i32 = 6;
+
+// Row labels, as printed.
+const PRODUCER: &str = "`order-producer`, `ORDERS_PER_SECOND=0`, `RUST_LOG=warn`";
+const PRODUCER_LOGGING: &str = "`order-producer`, delivery lines on (`RUST_LOG=info`, to a file)";
+const PRODUCE_LOOP: &str = "thinnest rdkafka produce loop";
+const PYTHON_PRODUCER: &str = "seed-style Python producer";
+const TRACKER: &str = "`order-tracker`, new group, catching up, `RUST_LOG=warn`";
+const TRACKER_LOGGING: &str = "`order-tracker`, order lines on (`RUST_LOG=info`, to a file)";
+const CONSUME_LOOP: &str = "thinnest rdkafka consume loop";
+const PYTHON_CONSUMER: &str = "seed-style Python consumer";
+const BACKLOG_TRACKER: &str = "`order-tracker`, the services' fetch and queue limits";
+const BACKLOG_TRACKER_UNBOUNDED: &str = "`order-tracker`, librdkafka's default prefetch";
+const BACKLOG_LOOP: &str = "thinnest rdkafka consume loop, the services' limits";
+const SERVICES_PAIR: &str = "`order-producer` -> `order-tracker` (order lines on, as in compose)";
+const LOOPS_PAIR: &str = "thinnest produce loop -> thinnest consume loop";
+const PYTHON_PAIR: &str = "seed-style Python producer -> Python consumer";
+
+/// librdkafka's own defaults for the consumer's prefetch (`CONFIGURATION.md`), for the row
+/// that shows what bounding it in `service_runtime::kafka` costs.
+const LIBRDKAFKA_DEFAULT_PREFETCH: &[(&str, &str)] = &[
+    ("KAFKA_QUEUED_MAX_MESSAGES_KBYTES", "65536"),
+    ("KAFKA_QUEUED_MIN_MESSAGES", "100000"),
+    ("KAFKA_FETCH_MAX_BYTES", "52428800"),
+    ("KAFKA_MAX_PARTITION_FETCH_BYTES", "1048576"),
+    ("KAFKA_FETCH_QUEUE_BACKOFF_MS", "1000"),
+];
+
+type Result<T, E = String> = std::result::Result<T, E>;
+
+/// Everything the runs share: the broker, the programs, the settings.
+struct Bench {
+    options: Options,
+    broker: TestBroker,
+    producer_bin: PathBuf,
+    tracker_bin: PathBuf,
+    produce_loop_bin: PathBuf,
+    consume_loop_bin: PathBuf,
+    python: PathBuf,
+    python_script: PathBuf,
+    run_counter: usize,
+    payload_bytes: BTreeMap<&'static str, Series>,
+}
+
+/// Runs the whole benchmark and returns the report (Markdown).
+pub fn run(options: Options) -> Result<String> {
+    std::fs::create_dir_all(&options.out_dir).map_err(|err| err.to_string())?;
+    let load_before = load_average();
+    let examples = std::env::current_exe()
+        .map_err(|err| err.to_string())?
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or("no directory for the benchmark programs")?;
+    progress("preparing the Python clients (a virtual environment under target/)");
+    let python = pipeline_tests::python::python_client();
+    progress("starting the test broker");
+    let mut bench = Bench {
+        broker: TestBroker::start(),
+        producer_bin: binary_path("order-producer"),
+        tracker_bin: binary_path("order-tracker"),
+        produce_loop_bin: examples.join("thin_produce_loop"),
+        consume_loop_bin: examples.join("thin_consume_loop"),
+        python,
+        python_script: Path::new(env!("CARGO_MANIFEST_DIR")).join("python/seed_clients.py"),
+        run_counter: 0,
+        payload_bytes: BTreeMap::new(),
+        options,
+    };
+    let producers = bench.producer_rounds()?;
+    let (consumers, backlog) = bench.consumer_rounds()?;
+    let latency = bench.latency_rounds()?;
+    let load_after = load_average();
+    Ok(bench.report(
+        &producers,
+        &consumers,
+        &backlog,
+        &latency,
+        load_before,
+        load_after,
+    ))
+}
+
+fn progress(text: &str) {
+    eprintln!("bench: {text}");
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+/// `count` orders over `elapsed`.
+fn rate(count: u64, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+/// The last JSON line a benchmark program printed.
+fn last_json(finished: &Finished) -> Result<serde_json::Value> {
+    finished
+        .stdout
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str(line).ok())
+        .ok_or_else(|| format!("no result line in {:?}", finished.stdout))
+}
+
+impl Bench {
+    fn bootstrap(&self) -> String {
+        self.broker.bootstrap()
+    }
+
+    /// A fresh orders topic (and its dead-letter topic), made by the real `topic-init`.
+    fn new_topic(&self) -> String {
+        let topic = unique_name("bench");
+        create_topics(
+            &self.bootstrap(),
+            &topic,
+            &format!("{topic}.dlq"),
+            PARTITIONS,
+        );
+        topic
+    }
+
+    /// A unique file label for one run's output.
+    fn label(&mut self, what: &str) -> String {
+        self.run_counter += 1;
+        format!("{:03}-{what}", self.run_counter)
+    }
+
+    fn producer_env(&self) -> Vec<(String, String)> {
+        vec![("KAFKA_BOOTSTRAP_SERVERS".into(), self.bootstrap())]
+    }
+
+    /// Consumers join quickly on tansu with a short session (a join waits about half of it).
+    fn consumer_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("KAFKA_BOOTSTRAP_SERVERS".into(), self.bootstrap()),
+            ("KAFKA_SESSION_TIMEOUT_MS".into(), "6000".into()),
+            ("KAFKA_HEARTBEAT_INTERVAL_MS".into(), "500".into()),
+        ]
+    }
+
+    /// The services' librdkafka properties as JSON, for the Python clients.
+    fn python_config(&self, consumer_group: Option<&str>) -> Result<String> {
+        let env = match consumer_group {
+            Some(_) => self.consumer_env(),
+            None => self.producer_env(),
+        };
+        let settings = crate::kafka_settings(&env).map_err(|err| err.to_string())?;
+        let config = match consumer_group {
+            Some(group) => settings.consumer("seed-python-consumer", group),
+            None => settings.producer("seed-python-producer"),
+        }
+        .map_err(|err| err.to_string())?;
+        let map: serde_json::Map<String, serde_json::Value> = config
+            .config_map()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(v)))
+            .collect();
+        Ok(serde_json::Value::Object(map).to_string())
+    }
+
+    // ---------------------------------------------------------------- producers
+
+    fn spawn_producer(&mut self, topic: &str, count: u64, rate: f64, logging: bool) -> Running {
+        let label = self.label("order-producer");
+        Measured::new(&self.producer_bin)
+            .envs(&self.producer_env())
+            .env("ORDERS_TOPIC", topic)
+            .env("DEAD_LETTER_TOPIC", format!("{topic}.dlq"))
+            .env("ORDER_COUNT", count)
+            .env("ORDERS_PER_SECOND", rate)
+            .env("HEALTH_PORT", free_port())
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", if logging { "info" } else { "warn" })
+            .spawn(&self.options.out_dir, &label)
+    }
+
+    fn spawn_produce_loop(&mut self, topic: &str, count: u64, rate: f64) -> Running {
+        let label = self.label("thin-produce-loop");
+        let mut command = Measured::new(&self.produce_loop_bin)
+            .envs(&self.producer_env())
+            .arg("--topic")
+            .arg(topic)
+            .arg("--count")
+            .arg(count);
+        if rate > 0.0 {
+            command = command.arg("--rate").arg(rate);
+        }
+        command.spawn(&self.options.out_dir, &label)
+    }
+
+    fn spawn_python_producer(&mut self, topic: &str, count: u64, rate: f64) -> Result<Running> {
+        let label = self.label("python-producer");
+        let config = self.python_config(None)?;
+        Ok(Measured::new(&self.python)
+            .inherit_env()
+            .arg(self.python_script.display())
+            .arg("produce")
+            .arg("--config")
+            .arg(config)
+            .arg("--topic")
+            .arg(topic)
+            .arg("--count")
+            .arg(count)
+            .arg("--rate")
+            .arg(rate)
+            .spawn(&self.options.out_dir, &label))
+    }
+
+    /// Waits for a producer run and checks that every order was delivered.
+    fn finish_producer(
+        &mut self,
+        running: Running,
+        row: &'static str,
+        count: u64,
+    ) -> Result<Finished> {
+        let err_tail = running.stderr_tail();
+        let finished = running.wait(Duration::from_secs(120 + count / 1000))?;
+        if !finished.success {
+            return Err(format!("{row} failed:\n{err_tail}\n{}", finished.stdout));
+        }
+        if row != PRODUCER && row != PRODUCER_LOGGING {
+            let result = last_json(&finished)?;
+            if result["delivered"].as_u64() != Some(count) {
+                return Err(format!(
+                    "{row} delivered {} of {count}",
+                    result["delivered"]
+                ));
+            }
+            if let Some(bytes) = result["payload_bytes"].as_f64() {
+                self.payload_bytes.entry(row).or_default().push(bytes);
+            }
+        }
+        Ok(finished)
+    }
+
+    /// One flat-out producer run into a fresh topic; returns the topic.
+    fn produce_once(
+        &mut self,
+        row: &'static str,
+        count: u64,
+        data: &mut BTreeMap<String, ThroughputRow>,
+    ) -> Result<String> {
+        let topic = self.new_topic();
+        let running = match row {
+            PRODUCER => self.spawn_producer(&topic, count, 0.0, false),
+            PRODUCER_LOGGING => self.spawn_producer(&topic, count, 0.0, true),
+            PRODUCE_LOOP => self.spawn_produce_loop(&topic, count, 0.0),
+            _ => self.spawn_python_producer(&topic, count, 0.0)?,
+        };
+        let finished = self.finish_producer(running, row, count)?;
+        Self::record(data, row, count, rate(count, finished.wall), &finished);
+        Ok(topic)
+    }
+
+    fn producer_rounds(&mut self) -> Result<(BTreeMap<String, ThroughputRow>, Vec<String>)> {
+        let rows = [PRODUCER, PRODUCE_LOOP, PYTHON_PRODUCER, PRODUCER_LOGGING];
+        let mut data = BTreeMap::new();
+        let mut service_topics = Vec::new();
+        for round in 0..self.options.rounds {
+            progress(&format!(
+                "producers, round {}/{}",
+                round + 1,
+                self.options.rounds
+            ));
+            for i in 0..rows.len() {
+                let row = rows[(i + round) % rows.len()];
+                let topic = self.produce_once(row, self.options.orders, &mut data)?;
+                if row == PRODUCER {
+                    service_topics.push(topic);
+                }
+            }
+        }
+        Ok((data, service_topics))
+    }
+
+    // ---------------------------------------------------------------- consumers
+
+    fn spawn_tracker(
+        &mut self,
+        topic: &str,
+        logging: bool,
+        extra: &[(&str, &str)],
+    ) -> (Running, u16) {
+        let label = self.label("order-tracker");
+        let port = free_port();
+        let mut command = Measured::new(&self.tracker_bin)
+            .envs(&self.consumer_env())
+            .env("ORDERS_TOPIC", topic)
+            .env("DEAD_LETTER_TOPIC", format!("{topic}.dlq"))
+            .env("GROUP_ID", unique_name("bench-tracker"))
+            .env("START_FROM", "earliest")
+            .env("HEALTH_PORT", port)
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", if logging { "info" } else { "warn" });
+        for (key, value) in extra {
+            command = command.env(key, value);
+        }
+        (command.spawn(&self.options.out_dir, &label), port)
+    }
+
+    fn spawn_consume_loop(
+        &mut self,
+        topic: &str,
+        count: u64,
+        latency: bool,
+        extra: &[(&str, &str)],
+    ) -> Running {
+        let label = self.label("thin-consume-loop");
+        let mut command = Measured::new(&self.consume_loop_bin)
+            .envs(&self.consumer_env())
+            .arg("--topic")
+            .arg(topic)
+            .arg("--group")
+            .arg(unique_name("bench-loop"))
+            .arg("--count")
+            .arg(count);
+        if latency {
+            command = command.arg("--latency");
+        }
+        for (key, value) in extra {
+            command = command.env(key, value);
+        }
+        command.spawn(&self.options.out_dir, &label)
+    }
+
+    fn spawn_python_consumer(&mut self, topic: &str, count: u64, latency: bool) -> Result<Running> {
+        let label = self.label("python-consumer");
+        let config = self.python_config(Some(&unique_name("bench-python")))?;
+        let mut command = Measured::new(&self.python)
+            .inherit_env()
+            .arg(self.python_script.display())
+            .arg("consume")
+            .arg("--config")
+            .arg(config)
+            .arg("--topic")
+            .arg(topic)
+            .arg("--count")
+            .arg(count);
+        if latency {
+            command = command.arg("--latency");
+        }
+        Ok(command.spawn(&self.options.out_dir, &label))
+    }
+
+    /// A tracker catching up `count` orders: orders/s from the first order tracked to the
+    /// last (from its `/metrics`, polled every 10 ms), then SIGTERM.
+    fn track_once(
+        &mut self,
+        topic: &str,
+        count: u64,
+        logging: bool,
+        extra: &[(&str, &str)],
+    ) -> Result<(f64, Finished)> {
+        let (mut running, port) = self.spawn_tracker(topic, logging, extra);
+        let deadline = Instant::now() + Duration::from_secs(120 + count / 1000);
+        let mut first: Option<(Instant, u64)> = None;
+        let last = loop {
+            let tracked = tracked_orders(port);
+            let now = Instant::now();
+            if let Some(tracked) = tracked {
+                if tracked > 0 && first.is_none() {
+                    first = Some((now, tracked));
+                }
+                if tracked >= count {
+                    break now;
+                }
+            }
+            if now > deadline {
+                running.terminate();
+                let err_tail = running.stderr_tail();
+                let _ = running.wait(Duration::from_secs(15));
+                return Err(format!(
+                    "the tracker did not track {count} orders in time\n{err_tail}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        running.terminate();
+        let finished = running.wait(Duration::from_secs(30))?;
+        if !finished.success {
+            return Err(format!(
+                "the tracker did not stop cleanly:\n{}",
+                tail_of(&finished.stdout)
+            ));
+        }
+        let (first_at, tracked_then) = first.unwrap_or((last, 0));
+        let per_second = if last > first_at {
+            rate(count - tracked_then, last - first_at)
+        } else {
+            f64::NAN
+        };
+        Ok((per_second, finished))
+    }
+
+    /// A consume loop or Python consumer reading `count` orders; orders/s as it measured them.
+    fn consume_once(
+        &mut self,
+        running: Running,
+        count: u64,
+    ) -> Result<(f64, Finished, serde_json::Value)> {
+        let err_tail_path = running.stderr_tail();
+        let finished = running.wait(Duration::from_secs(120 + count / 1000))?;
+        let result = last_json(&finished).map_err(|err| format!("{err}\n{err_tail_path}"))?;
+        if !finished.success || result["count"].as_u64() != Some(count) {
+            return Err(format!("a consumer failed: {result}\n{err_tail_path}"));
+        }
+        let elapsed_ms = result["elapsed_ms"].as_f64().unwrap_or(f64::NAN);
+        Ok((count as f64 * 1000.0 / elapsed_ms, finished, result))
+    }
+
+    fn consume_row(
+        &mut self,
+        row: &'static str,
+        topic: &str,
+        count: u64,
+    ) -> Result<(f64, Finished)> {
+        match row {
+            TRACKER | BACKLOG_TRACKER => self.track_once(topic, count, false, &[]),
+            TRACKER_LOGGING => self.track_once(topic, count, true, &[]),
+            BACKLOG_TRACKER_UNBOUNDED => {
+                self.track_once(topic, count, false, LIBRDKAFKA_DEFAULT_PREFETCH)
+            }
+            CONSUME_LOOP | BACKLOG_LOOP => {
+                let running = self.spawn_consume_loop(topic, count, false, &[]);
+                self.consume_once(running, count).map(|(r, f, _)| (r, f))
+            }
+            _ => {
+                let running = self.spawn_python_consumer(topic, count, false)?;
+                self.consume_once(running, count).map(|(r, f, _)| (r, f))
+            }
+        }
+    }
+
+    /// Runs each consumer row once per round on `topic`, rotating their order every round so
+    /// that no row always runs first (interleaved, as the medians assume), and records each run.
+    fn consume_rounds(
+        &mut self,
+        what: &str,
+        rows: &[&'static str],
+        topic: &str,
+        count: u64,
+        data: &mut BTreeMap<String, ThroughputRow>,
+    ) -> Result<()> {
+        for round in 0..self.options.rounds {
+            progress(&format!(
+                "{what}, round {}/{}",
+                round + 1,
+                self.options.rounds
+            ));
+            for i in 0..rows.len() {
+                let row = rows[(i + round) % rows.len()];
+                let (per_second, finished) = self.consume_row(row, topic, count)?;
+                Self::record(data, row, count, per_second, &finished);
+            }
+        }
+        Ok(())
+    }
+
+    fn record(
+        data: &mut BTreeMap<String, ThroughputRow>,
+        row: &str,
+        count: u64,
+        per_second: f64,
+        finished: &Finished,
+    ) {
+        let entry = data.entry(row.to_string()).or_default();
+        entry.orders_per_sec.push(per_second);
+        entry.peak_rss_mb.push(finished.peak_rss_bytes as f64 / 1e6);
+        entry
+            .cpu_us_per_order
+            .push(finished.cpu_secs * 1e6 / count as f64);
+        progress(&format!(
+            "{row}: {} orders/s, {:.0} MB",
+            report::thousands(per_second),
+            finished.peak_rss_bytes as f64 / 1e6
+        ));
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn consumer_rounds(
+        &mut self,
+    ) -> Result<(
+        BTreeMap<String, ThroughputRow>,
+        BTreeMap<String, ThroughputRow>,
+    )> {
+        let count = self.options.orders;
+        let rows = [TRACKER, CONSUME_LOOP, PYTHON_CONSUMER, TRACKER_LOGGING];
+        let mut data = BTreeMap::new();
+        // One topic of real orders, written by the service, read by every consumer run.
+        progress("writing the orders the consumers read");
+        let topic = self.new_topic();
+        let running = self.spawn_producer(&topic, count, 0.0, false);
+        self.finish_producer(running, PRODUCER, count)?;
+        self.consume_rounds("consumers", &rows, &topic, count, &mut data)?;
+        let mut backlog = BTreeMap::new();
+        let backlog_count = self.options.backlog;
+        if backlog_count > 0 {
+            progress(&format!(
+                "writing a backlog of {} orders",
+                report::thousands(backlog_count as f64)
+            ));
+            let topic = self.new_topic();
+            let running = self.spawn_producer(&topic, backlog_count, 0.0, false);
+            self.finish_producer(running, PRODUCER, backlog_count)?;
+            let rows = [BACKLOG_TRACKER, BACKLOG_TRACKER_UNBOUNDED, BACKLOG_LOOP];
+            self.consume_rounds("backlog", &rows, &topic, backlog_count, &mut backlog)?;
+        }
+        Ok((data, backlog))
+    }
+
+    // ---------------------------------------------------------------- latency
+
+    /// Waits until the tracker on `port` says it is ready (it owns partitions).
+    fn wait_ready(port: u16, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if ureq::get(&format!("http://127.0.0.1:{port}/readyz"))
+                .call()
+                .is_ok()
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    fn latency_once(&mut self, pair: &'static str) -> Result<Vec<f64>> {
+        let rate = self.options.latency_rate;
+        let count = (rate * self.options.latency_secs as f64).round().max(1.0) as u64;
+        let topic = self.new_topic();
+        match pair {
+            SERVICES_PAIR => {
+                let (mut tracker, port) = self.spawn_tracker(&topic, true, &[]);
+                if !Self::wait_ready(port, Duration::from_secs(60)) {
+                    tracker.terminate();
+                    return Err(format!(
+                        "the tracker never became ready\n{}",
+                        tracker.stderr_tail()
+                    ));
+                }
+                let producer = self.spawn_producer(&topic, count, rate, true);
+                self.finish_producer(producer, PRODUCER_LOGGING, count)?;
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while tracked_orders(port).unwrap_or(0) < count && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                tracker.terminate();
+                let finished = tracker.wait(Duration::from_secs(30))?;
+                let created = create_times(&self.bootstrap(), &topic, count)?;
+                let latencies = tracker_latencies(&finished.stdout, &created);
+                if latencies.len() as u64 != count {
+                    return Err(format!(
+                        "the tracker handled {} of {count} orders",
+                        latencies.len()
+                    ));
+                }
+                Ok(latencies)
+            }
+            _ => {
+                let mut consumer = if pair == LOOPS_PAIR {
+                    self.spawn_consume_loop(&topic, count, true, &[])
+                } else {
+                    self.spawn_python_consumer(&topic, count, true)?
+                };
+                if !consumer.wait_for_output("ready", Duration::from_secs(60)) {
+                    return Err(format!(
+                        "{pair}: the consumer never became ready\n{}",
+                        consumer.stderr_tail()
+                    ));
+                }
+                let producer = if pair == LOOPS_PAIR {
+                    self.spawn_produce_loop(&topic, count, rate)
+                } else {
+                    self.spawn_python_producer(&topic, count, rate)?
+                };
+                let row = if pair == LOOPS_PAIR {
+                    PRODUCE_LOOP
+                } else {
+                    PYTHON_PRODUCER
+                };
+                self.finish_producer(producer, row, count)?;
+                let (_, _, result) = self.consume_once(consumer, count)?;
+                Ok(result["latencies_ms"]
+                    .as_array()
+                    .map(|values| {
+                        values
+                            .iter()
+                            .filter_map(serde_json::Value::as_f64)
+                            .collect()
+                    })
+                    .unwrap_or_default())
+            }
+        }
+    }
+
+    fn latency_rounds(&mut self) -> Result<BTreeMap<String, LatencyRow>> {
+        let pairs = [SERVICES_PAIR, LOOPS_PAIR, PYTHON_PAIR];
+        let mut data: BTreeMap<String, LatencyRow> = BTreeMap::new();
+        if self.options.latency_secs == 0 {
+            return Ok(data);
+        }
+        for round in 0..self.options.rounds {
+            progress(&format!(
+                "latency, round {}/{}",
+                round + 1,
+                self.options.rounds
+            ));
+            for i in 0..pairs.len() {
+                let pair = pairs[(i + round) % pairs.len()];
+                let latencies = self.latency_once(pair)?;
+                let entry = data.entry(pair.to_string()).or_default();
+                let (p50, p99) = (
+                    report::percentile(&latencies, 50.0),
+                    report::percentile(&latencies, 99.0),
+                );
+                entry.p50_ms.push(p50);
+                entry.p99_ms.push(p99);
+                progress(&format!("{pair}: p50 {p50:.0} ms, p99 {p99:.0} ms"));
+            }
+        }
+        Ok(data)
+    }
+
+    // ---------------------------------------------------------------- report
+
+    fn report(
+        &self,
+        producers: &(BTreeMap<String, ThroughputRow>, Vec<String>),
+        consumers: &BTreeMap<String, ThroughputRow>,
+        backlog: &BTreeMap<String, ThroughputRow>,
+        latency: &BTreeMap<String, LatencyRow>,
+        load_before: String,
+        load_after: String,
+    ) -> String {
+        let options = &self.options;
+        let mut out = String::new();
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find(|line| line.starts_with("model name"))
+                    .and_then(|line| line.split_once(':'))
+                    .map(|(_, name)| name.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown CPU".into());
+        let cores = std::thread::available_parallelism().map_or(0, usize::from);
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let (_, librdkafka) = rdkafka::util::get_rdkafka_version();
+        let payload = |row: &str| {
+            self.payload_bytes
+                .get(row)
+                .map_or("?".to_string(), |series| format!("{:.0}", series.median()))
+        };
+        let _ = writeln!(
+            out,
+            "Machine: {cores} cores ({cpu}), Linux {}, load average {load_before} before and {load_after} after. \
+             Broker: tansu (test broker, in memory), {PARTITIONS} partitions. librdkafka {librdkafka}. \
+             {} orders per run, {} interleaved rounds, median of rounds (min-max); each ratio is the median of the \
+             per-round ratios. Payload: {} bytes on average from the services' generator, {} from the Python seed.\n",
+            kernel.trim(),
+            report::thousands(options.orders as f64),
+            options.rounds,
+            payload(PRODUCE_LOOP),
+            payload(PYTHON_PRODUCER),
+        );
+        out.push_str(&report::throughput_table(
+            "producing",
+            &[
+                (PRODUCER, Some(PRODUCE_LOOP), Some(PYTHON_PRODUCER)),
+                (PRODUCER_LOGGING, Some(PRODUCE_LOOP), Some(PYTHON_PRODUCER)),
+                (PRODUCE_LOOP, None, Some(PYTHON_PRODUCER)),
+                (PYTHON_PRODUCER, None, None),
+            ],
+            &producers.0,
+        ));
+        out.push('\n');
+        out.push_str(&report::throughput_table(
+            "consuming",
+            &[
+                (TRACKER, Some(CONSUME_LOOP), Some(PYTHON_CONSUMER)),
+                (TRACKER_LOGGING, Some(CONSUME_LOOP), Some(PYTHON_CONSUMER)),
+                (CONSUME_LOOP, None, Some(PYTHON_CONSUMER)),
+                (PYTHON_CONSUMER, None, None),
+            ],
+            consumers,
+        ));
+        if !backlog.is_empty() {
+            out.push('\n');
+            out.push_str(&report::throughput_table(
+                &format!(
+                    "catching up a backlog of {} orders",
+                    report::thousands(options.backlog as f64)
+                ),
+                &[
+                    (BACKLOG_TRACKER, Some(BACKLOG_LOOP), None),
+                    (BACKLOG_TRACKER_UNBOUNDED, Some(BACKLOG_LOOP), None),
+                    (BACKLOG_LOOP, None, None),
+                ],
+                backlog,
+            ));
+            if let (Some(bounded), Some(unbounded)) = (
+                backlog.get(BACKLOG_TRACKER),
+                backlog.get(BACKLOG_TRACKER_UNBOUNDED),
+            ) {
+                let _ = writeln!(
+                    out,
+                    "\nCatch-up rate with the services' fetch and queue limits / with librdkafka's defaults: {:.2} \
+                     (median of per-round ratios; 1.00 = the bound costs nothing).",
+                    bounded.orders_per_sec.ratio_to(&unbounded.orders_per_sec),
+                );
+            }
+        }
+        if !latency.is_empty() {
+            out.push('\n');
+            out.push_str(&report::latency_table(
+                options.latency_rate,
+                &[
+                    (SERVICES_PAIR, Some(LOOPS_PAIR)),
+                    (LOOPS_PAIR, None),
+                    (PYTHON_PAIR, Some(LOOPS_PAIR)),
+                ],
+                latency,
+            ));
+        }
+        out
+    }
+}
+
+/// The tracker's `order_tracker_orders_tracked_total`, from its `/metrics`.
+fn tracked_orders(port: u16) -> Option<u64> {
+    let mut response = ureq::get(&format!("http://127.0.0.1:{port}/metrics"))
+        .call()
+        .ok()?;
+    let body = response.body_mut().read_to_string().ok()?;
+    body.lines()
+        .find_map(|line| line.strip_prefix("order_tracker_orders_tracked_total "))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .map(|value| value as u64)
+}
+
+fn tail_of(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// Every message's CreateTime in `topic`, by (partition, offset).
+fn create_times(bootstrap: &str, topic: &str, expected: u64) -> Result<HashMap<(i32, i64), i64>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.auto.commit", "false")
+        .set("group.id", unique_name("bench-reader"))
+        .create()
+        .map_err(|err| err.to_string())?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|err| err.to_string())?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        assignment
+            .add_partition_offset(topic, partition.id(), Offset::Beginning)
+            .map_err(|err| err.to_string())?;
+    }
+    consumer
+        .assign(&assignment)
+        .map_err(|err| err.to_string())?;
+    let mut times = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (times.len() as u64) < expected && Instant::now() < deadline {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100))
+            && let Some(created) = message.timestamp().to_millis()
+        {
+            times.insert((message.partition(), message.offset()), created);
+        }
+    }
+    Ok(times)
+}
+
+/// Latencies from the tracker's JSON log: each order line's timestamp minus its message's
+/// CreateTime (the line ends with `[topic/partition@offset]`).
+fn tracker_latencies(log: &str, created: &HashMap<(i32, i64), i64>) -> Vec<f64> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["event"] == "order_tracked")
+        .filter_map(|event| {
+            let handled =
+                chrono::DateTime::parse_from_rfc3339(event["timestamp"].as_str()?).ok()?;
+            let message = event["message"].as_str()?;
+            let source = message.rsplit_once('[')?.1.trim_end_matches(']');
+            let (_, position) = source.rsplit_once('/')?;
+            let (partition, offset) = position.split_once('@')?;
+            let created = created.get(&(partition.parse().ok()?, offset.parse().ok()?))?;
+            Some((handled.timestamp_micros() as f64 / 1000.0) - *created as f64)
+        })
+        .collect()
+}
