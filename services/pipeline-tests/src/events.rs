@@ -6,7 +6,7 @@
 //! reworded message cannot make a test pass or fail. The same readers serve the integration
 //! tests (binaries started by [`crate::Service`]) and the compose checks (container logs).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 /// One log event, from a JSON log line.
 #[derive(Debug, Clone)]
@@ -177,25 +177,68 @@ pub fn counts(lines: &[OrderLine]) -> HashMap<String, usize> {
     counts
 }
 
+/// The partitions an assignment event lists in its `partitions` field (`orders-…[0,2,4]`;
+/// `none` lists none).
+fn listed_partitions(event: &Event) -> Vec<i32> {
+    event
+        .field("partitions")
+        .and_then(|list| {
+            list.split_once('[')
+                .map(|(_, inner)| inner.trim_end_matches(']').to_string())
+        })
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|p| p.trim().parse::<i32>().ok())
+        .collect()
+}
+
 /// The partitions named in a tracker's `event="partitions_assigned"` events, from their
 /// `partitions` field (`orders-…[0,2,4]`).
 pub fn assigned_partitions(events: &[Event]) -> Vec<i32> {
     named(events, "partitions_assigned")
-        .filter_map(|e| e.field("partitions"))
-        .flat_map(|list| {
-            list.split_once('[')
-                .map(|(_, inner)| inner.trim_end_matches(']').to_string())
-                .unwrap_or_default()
-                .split(',')
-                .filter_map(|p| p.trim().parse::<i32>().ok())
-                .collect::<Vec<_>>()
-        })
+        .flat_map(listed_partitions)
         .collect()
+}
+
+/// The partitions a tracker holds after its events so far: each `partitions_assigned` adds
+/// its list (assignments are incremental with the cooperative protocol), each
+/// `partitions_revoked` or `partitions_lost` takes its list away.
+pub fn held_partitions(events: &[Event]) -> BTreeSet<i32> {
+    let mut held = BTreeSet::new();
+    for event in events {
+        match event.name() {
+            Some("partitions_assigned") => held.extend(listed_partitions(event)),
+            Some("partitions_revoked" | "partitions_lost") => {
+                for partition in listed_partitions(event) {
+                    held.remove(&partition);
+                }
+            }
+            _ => {}
+        }
+    }
+    held
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn held_partitions_follow_incremental_assignments_revocations_and_losses() {
+        let events: Vec<Event> = [
+            r#"{"event":"partitions_assigned","partitions":"o[0,2]","message":"a"}"#,
+            r#"{"event":"partitions_assigned","partitions":"none","message":"b"}"#,
+            r#"{"event":"partitions_assigned","partitions":"o[5]","message":"c"}"#,
+            r#"{"event":"partitions_revoked","partitions":"o[2]","message":"d"}"#,
+            r#"{"event":"partitions_lost","partitions":"o[0]","message":"e"}"#,
+            r#"{"event":"partitions_assigned","partitions":"o[3]","message":"f"}"#,
+        ]
+        .into_iter()
+        .filter_map(Event::parse)
+        .collect();
+        assert_eq!(held_partitions(&events), BTreeSet::from([3, 5]));
+        assert_eq!(held_partitions(&events[..3]), BTreeSet::from([0, 2, 5]));
+    }
 
     #[test]
     fn order_lines_include_duplicates_and_come_from_fields() {
