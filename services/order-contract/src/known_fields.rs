@@ -23,8 +23,10 @@ use uuid::Uuid;
 #[serde(deny_unknown_fields)]
 pub(crate) struct KnownOrder {
     pub(crate) schema_version: u32,
+    #[serde(deserialize_with = "crate::wire_forms::hyphenated_uuid")]
     order_id: Uuid,
     customer_id: String,
+    #[serde(deserialize_with = "crate::wire_forms::rfc3339")]
     created_at: DateTime<Utc>,
     #[serde(default)]
     restaurant: Option<String>,

@@ -17,6 +17,7 @@ use uuid::Uuid;
 mod known_fields;
 #[cfg(feature = "samples")]
 pub mod samples;
+mod wire_forms;
 
 /// The only `schema_version` this build understands.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -32,8 +33,10 @@ pub const ORDER_SCHEMA_JSON: &str = include_str!("../schema/order.v1.schema.json
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
     pub schema_version: u32,
+    #[serde(deserialize_with = "wire_forms::hyphenated_uuid")]
     pub order_id: Uuid,
     pub customer_id: String,
+    #[serde(deserialize_with = "wire_forms::rfc3339")]
     pub created_at: DateTime<Utc>,
     /// Optional since contract revision 1.1: an order placed through a system that has no
     /// notion of restaurants carries none. Absent and `null` both mean "none"; when present it
@@ -515,7 +518,37 @@ mod tests {
                 v.as_object_mut().expect("object").remove("schema_version");
             }),
             ("bad uuid", |v| v["order_id"] = json!("not-a-uuid")),
+            ("simple-form uuid", |v| {
+                v["order_id"] = json!("4f7c1d2e000040008000000000000001")
+            }),
+            ("braced uuid", |v| {
+                v["order_id"] = json!("{4f7c1d2e-0000-4000-8000-000000000001}")
+            }),
+            ("urn uuid", |v| {
+                v["order_id"] = json!("urn:uuid:4f7c1d2e-0000-4000-8000-000000000001")
+            }),
+            ("upper-case uuid", |v| {
+                v["order_id"] = json!("4F7C1D2E-0000-4000-8000-00000000000A")
+            }),
             ("bad timestamp", |v| v["created_at"] = json!("yesterday")),
+            ("timestamp with a space", |v| {
+                v["created_at"] = json!("2026-11-21 17:00:00Z")
+            }),
+            ("offset without colon", |v| {
+                v["created_at"] = json!("2026-11-21T17:00:00+0100")
+            }),
+            ("timestamp without offset", |v| {
+                v["created_at"] = json!("2026-11-21T17:00:00")
+            }),
+            ("lower-case t and z", |v| {
+                v["created_at"] = json!("2026-11-21t17:00:00z")
+            }),
+            ("fraction and offset", |v| {
+                v["created_at"] = json!("2026-11-21T17:00:00.25-09:30")
+            }),
+            ("February 30", |v| {
+                v["created_at"] = json!("2026-02-30T17:00:00Z")
+            }),
             ("extra property", |v| v["loyalty_points"] = json!(3)),
             ("missing total", |v| {
                 v.as_object_mut().expect("object").remove("total_cents");

@@ -21,9 +21,7 @@
 //!   warning, so a stuck client cannot hold the flush back past the container's grace period.
 
 use crate::config::ProducerConfig;
-use crate::intake_request::{
-    Contract, Defaults, Problem, body_too_large, check_content_type, prepare,
-};
+use crate::intake_request::{Defaults, Problem, body_too_large, check_content_type, prepare};
 use crate::{DeliveryNote, OrderProducer, ProducerMetrics, order_record};
 use axum::Router;
 use axum::body::Body;
@@ -117,7 +115,6 @@ impl Intake {
             producer,
             producer_metrics,
             metrics: self.metrics,
-            contract: Arc::new(Contract::compile()),
             topic: Arc::from(config.common.orders_topic.as_str()),
             max_order_bytes: config.max_order_bytes,
             ack_timeout: config.intake_ack_timeout,
@@ -184,7 +181,6 @@ struct IntakeState {
     producer: Arc<OrderProducer>,
     producer_metrics: ProducerMetrics,
     metrics: IntakeMetrics,
-    contract: Arc<Contract>,
     topic: Arc<str>,
     max_order_bytes: usize,
     ack_timeout: Duration,
@@ -347,12 +343,7 @@ async fn take_order(
         return Err(body_too_large(state.max_order_bytes));
     }
     let body = read_at_most(body, state.max_order_bytes).await?;
-    let accepted = prepare(
-        &body,
-        state.max_order_bytes,
-        &state.contract,
-        Defaults::now(),
-    )?;
+    let accepted = prepare(&body, state.max_order_bytes, Defaults::now())?;
     let order = &accepted.order;
     let (reply, delivered) = tokio::sync::oneshot::channel();
     let note = DeliveryNote::of(order).with_reply(reply);

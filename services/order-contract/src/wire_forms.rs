@@ -1,0 +1,168 @@
+//! The two text forms the JSON Schema pins down more tightly than the parsers behind [`Uuid`]
+//! and [`DateTime`] do, enforced while decoding so that the decoder accepts nothing the schema
+//! refuses.
+//!
+//! - `order_id`: the schema's pattern is the hyphenated form (8-4-4-4-12 hex digits). `uuid`
+//!   also parses the simple (32 digits), braced and `urn:uuid:` forms; a consumer validating
+//!   with the schema would refuse those, so the tracker does too.
+//! - `created_at`: the schema's `date-time` is RFC 3339's `date-time`. chrono's `FromStr`
+//!   also takes a space for the `T` and an offset without its colon; RFC 3339 does not.
+//!
+//! With this the intake (order-producer) needs no second validator: what the decoder accepts
+//! is valid under the schema (`the_json_schema_and_the_decoder_agree_on_what_is_an_order`).
+//! Both run inside serde's visitors, on the fast path and the careful path alike, and borrow
+//! the text: no allocation per order.
+
+use chrono::{DateTime, Utc};
+use serde::Deserializer;
+use serde::de::{self, Visitor};
+use std::fmt;
+use uuid::Uuid;
+
+/// `order_id`: a UUID in its hyphenated form only.
+pub(crate) fn hyphenated_uuid<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Uuid, D::Error> {
+    struct Hyphenated;
+    impl Visitor<'_> for Hyphenated {
+        type Value = Uuid;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a UUID in its hyphenated form, 8-4-4-4-12 hex digits")
+        }
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Uuid, E> {
+            if !is_hyphenated_uuid(text) {
+                return Err(E::custom(format!(
+                    "`order_id` {text:?} is not a UUID in its hyphenated form \
+                     (8-4-4-4-12 hex digits)"
+                )));
+            }
+            Uuid::parse_str(text).map_err(E::custom)
+        }
+    }
+    deserializer.deserialize_str(Hyphenated)
+}
+
+fn is_hyphenated_uuid(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 36
+        && bytes.iter().enumerate().all(|(at, byte)| match at {
+            8 | 13 | 18 | 23 => *byte == b'-',
+            _ => byte.is_ascii_hexdigit(),
+        })
+}
+
+/// `created_at`: an RFC 3339 `date-time` only.
+pub(crate) fn rfc3339<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<DateTime<Utc>, D::Error> {
+    struct Rfc3339;
+    impl Visitor<'_> for Rfc3339 {
+        type Value = DateTime<Utc>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an RFC 3339 date-time like 2026-11-21T17:00:00Z")
+        }
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<DateTime<Utc>, E> {
+            let refuse = || {
+                E::custom(format!(
+                    "`created_at` {text:?} is not an RFC 3339 date-time like \
+                     2026-11-21T17:00:00Z"
+                ))
+            };
+            if !has_rfc3339_shape(text) {
+                return Err(refuse());
+            }
+            DateTime::parse_from_rfc3339(text)
+                .map(|at| at.with_timezone(&Utc))
+                .map_err(|_| refuse())
+        }
+    }
+    deserializer.deserialize_str(Rfc3339)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)`, `T` and `Z` in either case (RFC 3339
+/// section 5.6); the values themselves (month 13, February 30) are chrono's to judge.
+fn has_rfc3339_shape(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        bytes
+            .get(range)
+            .is_some_and(|part| part.iter().all(u8::is_ascii_digit))
+    };
+    let at = |index: usize, allowed: &[u8]| bytes.get(index).is_some_and(|b| allowed.contains(b));
+    let date_and_time = digits(0..4)
+        && at(4, b"-")
+        && digits(5..7)
+        && at(7, b"-")
+        && digits(8..10)
+        && at(10, b"Tt")
+        && digits(11..13)
+        && at(13, b":")
+        && digits(14..16)
+        && at(16, b":")
+        && digits(17..19);
+    if !date_and_time {
+        return false;
+    }
+    let mut rest = &bytes[19..];
+    if let Some(fraction) = rest.strip_prefix(b".") {
+        let count = fraction.iter().take_while(|b| b.is_ascii_digit()).count();
+        if count == 0 {
+            return false;
+        }
+        rest = &fraction[count..];
+    }
+    match rest {
+        [b'Z' | b'z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|b| b.is_ascii_digit()),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_hyphenated_uuid_form_passes() {
+        assert!(is_hyphenated_uuid("4f7c1d2e-0000-4000-8000-00000000000a"));
+        assert!(is_hyphenated_uuid("4F7C1D2E-0000-4000-8000-00000000000A"));
+        for other in [
+            "4f7c1d2e000040008000000000000001",
+            "{4f7c1d2e-0000-4000-8000-000000000001}",
+            "urn:uuid:4f7c1d2e-0000-4000-8000-000000000001",
+            "4f7c1d2e-0000-4000-8000-00000000000g",
+            "4f7c1d2e-0000-4000-8000+000000000001",
+            "4f7c1d2e-0000-4000-8000-0000000000011",
+            "4f7c1d2e-0000-4000-8000-00000000001",
+            "",
+        ] {
+            assert!(!is_hyphenated_uuid(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn only_rfc3339_date_times_have_the_shape() {
+        for good in [
+            "2026-11-21T17:00:00Z",
+            "2026-11-21t17:00:00z",
+            "2026-11-21T17:00:00.123456789Z",
+            "2026-11-21T17:00:00+01:00",
+            "2026-11-21T17:00:00.5-09:30",
+        ] {
+            assert!(has_rfc3339_shape(good), "{good}");
+        }
+        for bad in [
+            "2026-11-21 17:00:00Z",
+            "2026-11-21T17:00:00+0100",
+            "2026-11-21T17:00:00",
+            "2026-11-21T17:00Z",
+            "2026-11-21T17:00:00.Z",
+            "2026-11-21T17:00:00Z ",
+            "26-11-21T17:00:00Z",
+            "2026-11-21T17:00:00+01",
+            "",
+        ] {
+            assert!(!has_rfc3339_shape(bad), "{bad}");
+        }
+    }
+}
