@@ -4,13 +4,16 @@
 # section shows the latest one). Not a test: nothing here asserts a speed.
 #
 #   deploy/bench.sh                                  the full run (about 15 minutes on 2 cores)
-#   deploy/bench.sh --orders 2000 --rounds 1 --backlog 5000 --latency-secs 2    a quick one
+#   deploy/bench.sh --orders 2000 --rounds 1 --backlog 5000 --latency-secs 2 --intake-orders 500
+#                                                    a quick one
 #
 # Flags (all optional): --orders N (orders per throughput run, 200000), --rounds R (interleaved
 # rounds, each figure is their median, 5), --backlog N (orders the tracker catches up in the
 # memory rows, 1000000; 0 skips them), --latency-secs S (10; 0 skips the latency runs),
-# --latency-rate R (orders/s of the latency runs, 1000), --out DIR (each run's output,
-# target/bench).
+# --latency-rate R (orders/s of the latency runs, 1000), --intake-orders N (orders posted to the
+# HTTP intake per run, 20000; 0 skips those rows), --intake-concurrency C (concurrent HTTP
+# clients, each waiting for its answer before the next order, 64; on loopback), --out DIR (each
+# run's output, target/bench).
 #
 # BENCH_PROFILE=dev uses debug builds: only for checking that the benchmark still works (CI's
 # smoke run); its figures mean nothing.

@@ -76,7 +76,7 @@ step "benchmark smoke run"
 # nothing is asserted about them; it fails only if a run loses orders or cannot finish. The
 # real benchmark is run by hand (README, Performance).
 BENCH_PROFILE=dev deploy/bench.sh --orders 2000 --rounds 1 --backlog 5000 --latency-secs 2 \
-    --out target/bench-smoke
+    --intake-orders 500 --intake-concurrency 8 --out target/bench-smoke
 
 if [[ "${SKIP_E2E:-0}" == "1" ]]; then
     step "end-to-end test skipped (SKIP_E2E=1)"

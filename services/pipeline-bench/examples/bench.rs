@@ -2,7 +2,7 @@
 //! first): parses the flags and prints the report; see `pipeline_bench` for what is measured.
 //!
 //!   bench [--orders N] [--rounds R] [--backlog N] [--latency-secs S] [--latency-rate R]
-//!         [--out DIR]
+//!         [--intake-orders N] [--intake-concurrency C] [--out DIR]
 
 use pipeline_bench::{Args, Options};
 use std::path::PathBuf;
@@ -16,12 +16,14 @@ fn main() -> ExitCode {
         backlog: args.optional_number("--backlog").unwrap_or(1_000_000),
         latency_secs: args.optional_number("--latency-secs").unwrap_or(10),
         latency_rate: args.optional_number("--latency-rate").unwrap_or(1000.0),
+        intake_orders: args.optional_number("--intake-orders").unwrap_or(20_000),
+        intake_concurrency: args.optional_number("--intake-concurrency").unwrap_or(64),
         out_dir: args
             .optional("--out")
             .map_or_else(|| PathBuf::from("target/bench"), PathBuf::from),
     };
-    if options.orders == 0 || options.rounds == 0 {
-        pipeline_bench::fail(&"--orders and --rounds must be at least 1");
+    if options.orders == 0 || options.rounds == 0 || options.intake_concurrency == 0 {
+        pipeline_bench::fail(&"--orders, --rounds and --intake-concurrency must be at least 1");
     }
     match pipeline_bench::run(options) {
         Ok(report) => {

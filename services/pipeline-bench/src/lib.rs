@@ -23,6 +23,7 @@
 //! Nothing here is a timed test: CI runs the benchmark once with a tiny count only to keep it
 //! working.
 
+pub mod intake;
 pub mod process;
 pub mod report;
 mod scenarios;

@@ -83,6 +83,37 @@ pub struct LatencyRow {
     pub p99_ms: Series,
 }
 
+/// The HTTP intake's figures over all rounds: accepted orders per second, memory and CPU of
+/// the producer process, and response times.
+#[derive(Debug, Clone, Default)]
+pub struct IntakeRow {
+    pub throughput: ThroughputRow,
+    pub latency: LatencyRow,
+}
+
+/// The HTTP intake's table: one row, at the stated concurrency.
+pub fn intake_table(label: &str, concurrency: usize, orders: u64, row: &IntakeRow) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| `POST /orders`, {concurrency} concurrent clients, {} orders per run | accepted orders/s, median (min-max) | p50 ms | p99 ms | peak RSS | CPU us/order |",
+        thousands(orders as f64)
+    );
+    let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- |");
+    let _ = writeln!(
+        out,
+        "| {label} | {} ({}-{}) | {:.0} | {:.0} | {:.0} MB | {:.1} |",
+        thousands(row.throughput.orders_per_sec.median()),
+        thousands(row.throughput.orders_per_sec.min()),
+        thousands(row.throughput.orders_per_sec.max()),
+        row.latency.p50_ms.median(),
+        row.latency.p99_ms.median(),
+        row.throughput.peak_rss_mb.median(),
+        row.throughput.cpu_us_per_order.median(),
+    );
+    out
+}
+
 /// `128,400`
 pub fn thousands(value: f64) -> String {
     let whole = value.round() as i64;

@@ -1,7 +1,7 @@
 //! The rows of the benchmark and how each one is run; see the crate header for why.
 
 use crate::process::{Finished, Measured, Running};
-use crate::report::{self, LatencyRow, Series, ThroughputRow};
+use crate::report::{self, IntakeRow, LatencyRow, Series, ThroughputRow};
 use pipeline_tests::{TestBroker, binary_path, create_topics, free_port, unique_name};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -23,6 +23,10 @@ pub struct Options {
     pub latency_secs: u64,
     /// Orders per second of the latency runs.
     pub latency_rate: f64,
+    /// Orders posted to the HTTP intake per run (0: skip those rows).
+    pub intake_orders: u64,
+    /// Concurrent HTTP clients of the intake runs.
+    pub intake_concurrency: usize,
     /// Where each run's output is kept.
     pub out_dir: PathBuf,
 }
@@ -45,6 +49,7 @@ const BACKLOG_LOOP: &str = "thinnest rdkafka consume loop, the services' limits"
 const SERVICES_PAIR: &str = "`order-producer` -> `order-tracker` (order lines on, as in compose)";
 const LOOPS_PAIR: &str = "thinnest produce loop -> thinnest consume loop";
 const PYTHON_PAIR: &str = "seed-style Python producer -> Python consumer";
+const INTAKE: &str = "`order-producer` HTTP intake, `GENERATE_ORDERS=false`, `RUST_LOG=warn`";
 
 /// librdkafka's own defaults for the consumer's prefetch (`CONFIGURATION.md`), for the row
 /// that shows what bounding it in `service_runtime::kafka` costs.
@@ -57,6 +62,15 @@ const LIBRDKAFKA_DEFAULT_PREFETCH: &[(&str, &str)] = &[
 ];
 
 type Result<T, E = String> = std::result::Result<T, E>;
+
+/// Every row's figures, for the report.
+struct Measurements {
+    producers: (BTreeMap<String, ThroughputRow>, Vec<String>),
+    consumers: BTreeMap<String, ThroughputRow>,
+    backlog: BTreeMap<String, ThroughputRow>,
+    latency: BTreeMap<String, LatencyRow>,
+    intake: IntakeRow,
+}
 
 /// Everything the runs share: the broker, the programs, the settings.
 struct Bench {
@@ -99,12 +113,16 @@ pub fn run(options: Options) -> Result<String> {
     let producers = bench.producer_rounds()?;
     let (consumers, backlog) = bench.consumer_rounds()?;
     let latency = bench.latency_rounds()?;
+    let intake = bench.intake_rounds()?;
     let load_after = load_average();
     Ok(bench.report(
-        &producers,
-        &consumers,
-        &backlog,
-        &latency,
+        &Measurements {
+            producers,
+            consumers,
+            backlog,
+            latency,
+            intake,
+        },
         load_before,
         load_after,
     ))
@@ -660,17 +678,93 @@ impl Bench {
         Ok(data)
     }
 
+    // ---------------------------------------------------------------- HTTP intake
+
+    /// One intake run: a producer that takes orders only over HTTP, loaded by
+    /// [`crate::intake::post_orders`] with fresh generated orders; every one must be accepted.
+    fn intake_once(&mut self, data: &mut IntakeRow) -> Result<()> {
+        let count = self.options.intake_orders;
+        let topic = self.new_topic();
+        let (intake_port, health_port) = (free_port(), free_port());
+        let label = self.label("order-producer-intake");
+        let mut producer = Measured::new(&self.producer_bin)
+            .envs(&self.producer_env())
+            .env("ORDERS_TOPIC", &topic)
+            .env("DEAD_LETTER_TOPIC", format!("{topic}.dlq"))
+            .env("GENERATE_ORDERS", "false")
+            .env("INTAKE_PORT", intake_port)
+            .env("HEALTH_PORT", health_port)
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "warn")
+            .spawn(&self.options.out_dir, &label);
+        // The generator's orders, as a client would post them (made before the clock starts).
+        let mut generator = order_contract::samples::OrderGenerator::seeded(200, 7);
+        let bodies: Vec<Vec<u8>> = (0..count)
+            .map(|_| generator.next_order().to_json())
+            .collect();
+        if !Self::wait_ready(health_port, Duration::from_secs(60)) {
+            producer.terminate();
+            return Err(format!(
+                "the intake's producer never became ready\n{}",
+                producer.stderr_tail()
+            ));
+        }
+        let load =
+            crate::intake::post_orders(intake_port, &bodies, self.options.intake_concurrency);
+        producer.terminate();
+        let finished = producer.wait(Duration::from_secs(30))?;
+        if load.failed > 0 || load.accepted != count {
+            return Err(format!(
+                "the intake accepted {} of {count} orders; {} failed, first: {:?}",
+                load.accepted, load.failed, load.failures
+            ));
+        }
+        let (p50, p99) = (
+            report::percentile(&load.latencies_ms, 50.0),
+            report::percentile(&load.latencies_ms, 99.0),
+        );
+        data.throughput.orders_per_sec.push(load.accepted_per_sec());
+        data.throughput
+            .peak_rss_mb
+            .push(finished.peak_rss_bytes as f64 / 1e6);
+        data.throughput
+            .cpu_us_per_order
+            .push(finished.cpu_secs * 1e6 / count as f64);
+        data.latency.p50_ms.push(p50);
+        data.latency.p99_ms.push(p99);
+        progress(&format!(
+            "{INTAKE}: {} accepted orders/s, p50 {p50:.0} ms, p99 {p99:.0} ms",
+            report::thousands(load.accepted_per_sec())
+        ));
+        Ok(())
+    }
+
+    fn intake_rounds(&mut self) -> Result<IntakeRow> {
+        let mut data = IntakeRow::default();
+        if self.options.intake_orders == 0 {
+            return Ok(data);
+        }
+        for round in 0..self.options.rounds {
+            progress(&format!(
+                "HTTP intake, round {}/{}",
+                round + 1,
+                self.options.rounds
+            ));
+            self.intake_once(&mut data)?;
+        }
+        Ok(data)
+    }
+
     // ---------------------------------------------------------------- report
 
-    fn report(
-        &self,
-        producers: &(BTreeMap<String, ThroughputRow>, Vec<String>),
-        consumers: &BTreeMap<String, ThroughputRow>,
-        backlog: &BTreeMap<String, ThroughputRow>,
-        latency: &BTreeMap<String, LatencyRow>,
-        load_before: String,
-        load_after: String,
-    ) -> String {
+    fn report(&self, measured: &Measurements, load_before: String, load_after: String) -> String {
+        let Measurements {
+            producers,
+            consumers,
+            backlog,
+            latency,
+            intake,
+        } = measured;
         let options = &self.options;
         let mut out = String::new();
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -759,6 +853,15 @@ impl Bench {
                     (PYTHON_PAIR, Some(LOOPS_PAIR)),
                 ],
                 latency,
+            ));
+        }
+        if !intake.latency.p50_ms.per_round.is_empty() {
+            out.push('\n');
+            out.push_str(&report::intake_table(
+                INTAKE,
+                options.intake_concurrency,
+                options.intake_orders,
+                intake,
             ));
         }
         out
