@@ -108,9 +108,8 @@ impl Trackers<'_> {
             .map(|(_, e)| at(e))
             .max();
         held.len() == PARTITIONS as usize
-            && last_change.is_some_and(|last| {
-                (Utc::now() - last).to_std().unwrap_or_default() > QUIET
-            })
+            && last_change
+                .is_some_and(|last| (Utc::now() - last).to_std().unwrap_or_default() > QUIET)
     }
 
     /// Waits for [`Trackers::settled`]; panics with the timeline after [`SETTLE_LIMIT`].
@@ -118,7 +117,11 @@ impl Trackers<'_> {
         let started = Instant::now();
         let settled = eventually(SETTLE_LIMIT, || self.settled());
         let events = self.events();
-        let start = events.iter().map(|(_, e)| at(e)).min().unwrap_or_else(Utc::now);
+        let start = events
+            .iter()
+            .map(|(_, e)| at(e))
+            .min()
+            .unwrap_or_else(Utc::now);
         assert!(
             settled,
             "the group did not settle within {SETTLE_LIMIT:?} after {after}:\n{}",
@@ -298,9 +301,8 @@ fn trackers_killed_restarted_scaled_in_and_out_lose_no_order_and_no_partition_wa
         .map(at)
         .expect("the producer logged");
     let timeline = assignment_timeline(&events, start);
-    let dumped = trackers.dump(
-        &std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("churn-{seed}")),
-    );
+    let dumped = trackers
+        .dump(&std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("churn-{seed}")));
 
     // Every produced order was tracked, by some tracker.
     let mut first_handled: HashMap<String, DateTime<Utc>> = HashMap::new();
