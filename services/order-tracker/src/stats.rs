@@ -419,6 +419,58 @@ mod tests {
     }
 
     #[test]
+    fn the_revenue_is_shown_in_the_currency_of_the_orders() {
+        let mut stats = Statistics::default();
+        let mut dollars = order("c1", &[("A", 2, 1250)], 0);
+        dollars.currency = "USD".into();
+        stats.record(&dollars);
+        assert_eq!(stats.summary().revenue, "25.00 USD");
+    }
+
+    #[test]
+    fn the_rate_is_orders_in_the_window_over_its_length() {
+        let outer = Instant::now();
+        let mut stats = Statistics::default();
+        for i in 0..10 {
+            stats.record(&order("c1", &[("A", 1, 100)], i));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        let per_second = stats.summary().per_second;
+        let window = outer.elapsed().as_secs_f64();
+        // The window is at most the time since before the statistics existed, and at least
+        // the 20 ms slept.
+        assert!(
+            per_second >= 10.0 / window && per_second <= 10.0 / 0.020,
+            "{per_second} orders/s over a window of at most {window} s"
+        );
+    }
+
+    #[test]
+    fn a_full_customer_memory_forgets_the_least_active_customer_first() {
+        let mut stats = Statistics::default();
+        stats.record(&order("quiet", &[("A", 1, 100)], 0));
+        for i in 1..MAX_TRACKED_CUSTOMERS {
+            let customer = format!("c{i}");
+            stats.record(&order(&customer, &[("A", 1, 100)], 0));
+            stats.record(&order(&customer, &[("A", 1, 100)], 0));
+        }
+        assert_eq!(stats.customers.len(), MAX_TRACKED_CUSTOMERS);
+        stats.record(&order("newcomer", &[("A", 1, 100)], 0));
+        assert_eq!(
+            stats.customers.len(),
+            MAX_TRACKED_CUSTOMERS,
+            "memory is bounded"
+        );
+        assert_eq!(
+            stats.customer("quiet"),
+            None,
+            "the one-order customer went first"
+        );
+        assert!(stats.customer("newcomer").is_some());
+        assert_eq!(stats.customer("c1").map(|c| c.orders), Some(2));
+    }
+
+    #[test]
     fn a_redelivered_order_id_is_recognised_within_the_remembered_window() {
         let mut seen = SeenOrders::new(NonZeroUsize::new(2).expect("2"));
         let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
