@@ -121,6 +121,31 @@ fn has_rfc3339_shape(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    struct Fields {
+        #[serde(default, deserialize_with = "hyphenated_uuid")]
+        #[allow(dead_code)]
+        order_id: Uuid,
+        #[serde(default, deserialize_with = "rfc3339")]
+        #[allow(dead_code)]
+        created_at: DateTime<Utc>,
+    }
+
+    /// A value that is not text at all is refused saying which form was expected.
+    #[test]
+    fn a_mistyped_value_is_refused_naming_the_form_expected() {
+        let error = |json: &str| {
+            serde_json::from_str::<Fields>(json)
+                .expect_err("refused")
+                .to_string()
+        };
+        let id = error(r#"{"order_id": 7}"#);
+        assert!(id.contains("a UUID in its hyphenated form"), "{id}");
+        let at = error(r#"{"created_at": true}"#);
+        assert!(at.contains("an RFC 3339 date-time"), "{at}");
+    }
 
     #[test]
     fn only_the_hyphenated_uuid_form_passes() {
