@@ -380,32 +380,7 @@ impl Compose {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|err| format!("cannot run {}: {err}", self.describe(args)))?;
-        let collected = Arc::new(Mutex::new(String::new()));
-        let stdout = child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
-        let stderr = child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
-        let readers: Vec<JoinHandle<()>> = [stdout, stderr]
-            .into_iter()
-            .flatten()
-            .map(|stream| {
-                let sink = Arc::clone(&collected);
-                let prefix = prefix.to_string();
-                std::thread::spawn(move || {
-                    for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                        eprintln!("{prefix}{line}");
-                        if let Ok(mut text) = sink.lock() {
-                            text.push_str(&line);
-                            text.push('\n');
-                        }
-                    }
-                })
-            })
-            .collect();
+        let (collected, readers) = collect_lines(&mut child, Some(prefix));
         let status = child
             .wait()
             .map_err(|err| format!("{}: {err}", self.describe(args)))?;
@@ -583,33 +558,51 @@ impl Container {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|err| format!("cannot run docker logs -f: {err}"))?;
-        let collected = Arc::new(Mutex::new(String::new()));
-        let mut readers = Vec::new();
-        let stdout = child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
-        let stderr = child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
-        for stream in [stdout, stderr].into_iter().flatten() {
-            let sink = Arc::clone(&collected);
-            readers.push(std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if let Ok(mut text) = sink.lock() {
-                        text.push_str(&line);
-                        text.push('\n');
-                    }
-                }
-            }));
-        }
+        let (collected, readers) = collect_lines(&mut child, None);
         Ok(LogFollower {
             child,
             readers,
             collected,
         })
     }
+}
+
+/// Reads `child`'s stdout and stderr line by line on threads of their own, into one text
+/// (lines in arrival order), echoing each line to stderr after `echo_prefix` when one is given.
+/// The threads end when the child closes its output; join them before reading the text.
+fn collect_lines(
+    child: &mut Child,
+    echo_prefix: Option<&str>,
+) -> (Arc<Mutex<String>>, Vec<JoinHandle<()>>) {
+    let collected = Arc::new(Mutex::new(String::new()));
+    let stdout = child
+        .stdout
+        .take()
+        .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+    let stderr = child
+        .stderr
+        .take()
+        .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+    let readers = [stdout, stderr]
+        .into_iter()
+        .flatten()
+        .map(|stream| {
+            let sink = Arc::clone(&collected);
+            let prefix = echo_prefix.map(str::to_string);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(prefix) = &prefix {
+                        eprintln!("{prefix}{line}");
+                    }
+                    if let Ok(mut text) = sink.lock() {
+                        text.push_str(&line);
+                        text.push('\n');
+                    }
+                }
+            })
+        })
+        .collect();
+    (collected, readers)
 }
 
 /// `docker inspect -f <format> <id>`.
