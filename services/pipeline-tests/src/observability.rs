@@ -227,9 +227,9 @@ pub fn until_ok<T>(
     }
 }
 
-/// Waits up to `timeout` until the healthy targets of each job in `scraped` (job name =
-/// service name) are exactly the running containers of that service, by IP and the services'
-/// default health port; returns all active targets.
+/// Waits up to `timeout` until the targets of each job in `scraped` (job name = service name)
+/// are exactly the running containers of that service, by IP and the services' default health
+/// port, and all of them healthy; returns all active targets.
 pub fn check_discovery(
     running_ips: impl Fn(&str) -> Result<BTreeSet<String>, String>,
     prometheus: &Prometheus,
@@ -243,14 +243,22 @@ pub fn check_discovery(
                 .into_iter()
                 .map(|ip| format!("{ip}:{}", default_health_port()))
                 .collect();
-            let have: BTreeSet<String> = targets
+            // Every target of the job, whatever its health: a stopped container's target stays
+            // (as "down") until the next service-discovery refresh, and following a stop means
+            // it is gone, not merely unhealthy.
+            let known: BTreeSet<String> = targets
+                .iter()
+                .filter(|t| t.job == *service)
+                .map(|t| t.instance.clone())
+                .collect();
+            let healthy: BTreeSet<String> = targets
                 .iter()
                 .filter(|t| t.job == *service && t.health == "up")
                 .map(|t| t.instance.clone())
                 .collect();
-            if want.is_empty() || want != have {
+            if want.is_empty() || want != known || want != healthy {
                 return Err(format!(
-                    "job {service}: healthy targets {have:?}, running containers {want:?} (all targets: {targets:?})"
+                    "job {service}: targets {known:?} of which healthy {healthy:?}, running containers {want:?} (all targets: {targets:?})"
                 ));
             }
         }
