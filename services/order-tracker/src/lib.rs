@@ -19,6 +19,7 @@ pub mod handling;
 pub mod metrics;
 pub mod stats;
 pub mod stopping;
+pub mod windows;
 
 use crate::config::{StartFrom, TrackerConfig};
 use crate::dead_letter::{DeadLetterOutcome, DeadLetterWriter};
