@@ -21,6 +21,47 @@ pub mod stats;
 pub mod stopping;
 pub mod windows;
 
+/// Orders built field by field for unit tests (the generator's are random).
+#[cfg(test)]
+pub(crate) mod test_orders {
+    use chrono::{DateTime, Utc};
+    use order_contract::{DeliveryAddress, Order, OrderItem};
+
+    /// An order of `customer` at `created_at` in `currency`, with `(sku, quantity, unit price)`
+    /// items, whose total is the sum of its lines.
+    pub fn order(
+        customer: &str,
+        created_at: DateTime<Utc>,
+        currency: &str,
+        items: &[(&str, i64, i64)],
+    ) -> Order {
+        let items: Vec<OrderItem> = items
+            .iter()
+            .map(|(sku, quantity, price)| OrderItem {
+                sku: (*sku).into(),
+                name: format!("Item {sku}"),
+                quantity: *quantity,
+                unit_price_cents: *price,
+            })
+            .collect();
+        Order {
+            schema_version: 1,
+            order_id: uuid::Uuid::new_v4(),
+            customer_id: customer.into(),
+            created_at,
+            restaurant: Some("Chez Luigi".into()),
+            delivery_address: Some(DeliveryAddress {
+                street: "1 rue".into(),
+                postal_code: "75001".into(),
+                city: "Paris".into(),
+            }),
+            total_cents: items.iter().map(|i| i.quantity * i.unit_price_cents).sum(),
+            items,
+            currency: currency.into(),
+        }
+    }
+}
+
 use crate::config::{StartFrom, TrackerConfig};
 use crate::dead_letter::{DeadLetterOutcome, DeadLetterWriter};
 use crate::group::{StoredOffsets, TrackerContext};

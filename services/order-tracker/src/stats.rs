@@ -339,33 +339,10 @@ impl AlertRules {
 mod tests {
     use super::*;
     use chrono::TimeZone;
-    use order_contract::{DeliveryAddress, OrderItem};
 
     fn order(customer: &str, items: &[(&str, i64, i64)], at_secs: i64) -> Order {
-        let items: Vec<OrderItem> = items
-            .iter()
-            .map(|(sku, quantity, price)| OrderItem {
-                sku: (*sku).into(),
-                name: format!("Item {sku}"),
-                quantity: *quantity,
-                unit_price_cents: *price,
-            })
-            .collect();
-        Order {
-            schema_version: 1,
-            order_id: Uuid::new_v4(),
-            customer_id: customer.into(),
-            created_at: Utc.timestamp_opt(1_700_000_000 + at_secs, 0).unwrap(),
-            restaurant: Some("Chez Luigi".into()),
-            delivery_address: Some(DeliveryAddress {
-                street: "1 rue".into(),
-                postal_code: "75001".into(),
-                city: "Paris".into(),
-            }),
-            total_cents: items.iter().map(|i| i.quantity * i.unit_price_cents).sum(),
-            items,
-            currency: "EUR".into(),
-        }
+        let created_at = Utc.timestamp_opt(1_700_000_000 + at_secs, 0).unwrap();
+        crate::test_orders::order(customer, created_at, "EUR", items)
     }
 
     #[test]

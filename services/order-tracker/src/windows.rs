@@ -326,8 +326,6 @@ impl PartitionWindows {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use order_contract::OrderItem;
-    use uuid::Uuid;
 
     fn settings() -> WindowSettings {
         WindowSettings {
@@ -342,26 +340,7 @@ mod tests {
     }
 
     fn order(seconds: i64, currency: &str, items: &[(&str, i64, i64)]) -> Order {
-        let items: Vec<OrderItem> = items
-            .iter()
-            .map(|(sku, quantity, price)| OrderItem {
-                sku: (*sku).into(),
-                name: format!("Item {sku}"),
-                quantity: *quantity,
-                unit_price_cents: *price,
-            })
-            .collect();
-        Order {
-            schema_version: 1,
-            order_id: Uuid::new_v4(),
-            customer_id: "c".into(),
-            created_at: at(seconds),
-            restaurant: None,
-            delivery_address: None,
-            total_cents: items.iter().map(|i| i.quantity * i.unit_price_cents).sum(),
-            items,
-            currency: currency.into(),
-        }
+        crate::test_orders::order("c", at(seconds), currency, items)
     }
 
     #[test]
