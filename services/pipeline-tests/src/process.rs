@@ -122,6 +122,12 @@ impl Service {
         self.events.lock().expect("events").clone()
     }
 
+    /// Runs `read` over the events logged so far, without copying them (for checks polled
+    /// often over long runs).
+    pub fn with_events<R>(&self, read: impl FnOnce(&[Event]) -> R) -> R {
+        read(&self.events.lock().expect("events"))
+    }
+
     /// Every stdout line so far.
     pub fn stdout(&self) -> Vec<String> {
         self.stdout.lock().expect("stdout").clone()
