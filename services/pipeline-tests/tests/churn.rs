@@ -103,20 +103,7 @@ impl Trackers<'_> {
             .iter()
             .filter_map(|tracker| {
                 tracker.with_events(|events| {
-                    events
-                        .iter()
-                        .rev()
-                        .find(|e| {
-                            matches!(
-                                e.name(),
-                                Some(
-                                    "partitions_assigned"
-                                        | "partitions_revoked"
-                                        | "partitions_lost"
-                                )
-                            )
-                        })
-                        .map(at)
+                    events.iter().rev().find(|e| changes_assignment(e)).map(at)
                 })
             })
             .max();
@@ -185,6 +172,14 @@ impl Trackers<'_> {
     }
 }
 
+/// A tracker's assignment grew or shrank.
+fn changes_assignment(event: &Event) -> bool {
+    matches!(
+        event.name(),
+        Some("partitions_assigned" | "partitions_revoked" | "partitions_lost")
+    )
+}
+
 fn at(event: &Event) -> DateTime<Utc> {
     event.at().expect("every JSON line has a timestamp")
 }
@@ -194,19 +189,17 @@ fn assignment_timeline(events: &[(usize, Event)], start: DateTime<Utc>) -> Strin
     let mut lines: Vec<(DateTime<Utc>, String)> = events
         .iter()
         .filter(|(_, e)| {
-            matches!(
-                e.name(),
-                Some(
-                    "partitions_assigned"
-                        | "partitions_revoked"
-                        | "partitions_lost"
-                        | "shutdown_started"
-                        | "consumer_closed"
-                        | "consumer_close_timed_out"
-                        | "shutdown_budget_spent"
-                        | "starting"
+            changes_assignment(e)
+                || matches!(
+                    e.name(),
+                    Some(
+                        "shutdown_started"
+                            | "consumer_closed"
+                            | "consumer_close_timed_out"
+                            | "shutdown_budget_spent"
+                            | "starting"
+                    )
                 )
-            )
         })
         .map(|(i, e)| {
             (
