@@ -144,6 +144,14 @@ fn load_average() -> String {
 }
 
 /// `count` orders over `elapsed`.
+/// Adds one run's rate, and its process's peak memory and CPU per order, to `row`.
+fn push_run(row: &mut ThroughputRow, count: u64, per_second: f64, finished: &Finished) {
+    row.orders_per_sec.push(per_second);
+    row.peak_rss_mb.push(finished.peak_rss_bytes as f64 / 1e6);
+    row.cpu_us_per_order
+        .push(finished.cpu_secs * 1e6 / count as f64);
+}
+
 fn rate(count: u64, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64().max(1e-9)
 }
@@ -519,12 +527,12 @@ impl Bench {
         per_second: f64,
         finished: &Finished,
     ) {
-        let entry = data.entry(row.to_string()).or_default();
-        entry.orders_per_sec.push(per_second);
-        entry.peak_rss_mb.push(finished.peak_rss_bytes as f64 / 1e6);
-        entry
-            .cpu_us_per_order
-            .push(finished.cpu_secs * 1e6 / count as f64);
+        push_run(
+            data.entry(row.to_string()).or_default(),
+            count,
+            per_second,
+            finished,
+        );
         progress(&format!(
             "{row}: {} orders/s, {:.0} MB",
             report::thousands(per_second),
@@ -723,13 +731,12 @@ impl Bench {
             report::percentile(&load.latencies_ms, 50.0),
             report::percentile(&load.latencies_ms, 99.0),
         );
-        data.throughput.orders_per_sec.push(load.accepted_per_sec());
-        data.throughput
-            .peak_rss_mb
-            .push(finished.peak_rss_bytes as f64 / 1e6);
-        data.throughput
-            .cpu_us_per_order
-            .push(finished.cpu_secs * 1e6 / count as f64);
+        push_run(
+            &mut data.throughput,
+            count,
+            load.accepted_per_sec(),
+            &finished,
+        );
         data.latency.p50_ms.push(p50);
         data.latency.p99_ms.push(p99);
         progress(&format!(
