@@ -96,19 +96,26 @@ impl Part {
     fn add(&mut self, offset: i64, order: &Order) {
         self.last_offset = offset;
         self.orders += 1;
-        let revenue = self
-            .revenue_cents
-            .entry(order.currency.clone())
-            .or_default();
-        *revenue = revenue.saturating_add(order.total_cents);
+        add_cents(&mut self.revenue_cents, &order.currency, order.total_cents);
         for item in &order.items {
             let totals = self.items.entry(item.sku.clone()).or_default();
             totals.quantity = totals.quantity.saturating_add(item.quantity);
-            let revenue = totals
-                .revenue_cents
-                .entry(order.currency.clone())
-                .or_default();
-            *revenue = revenue.saturating_add(item.line_total_cents().unwrap_or(i64::MAX));
+            add_cents(
+                &mut totals.revenue_cents,
+                &order.currency,
+                item.line_total_cents().unwrap_or(i64::MAX),
+            );
+        }
+    }
+}
+
+/// Adds `cents` to `currency`'s total, copying the currency code only the first time it is
+/// seen (this runs for every order and every item).
+fn add_cents(totals: &mut BTreeMap<String, i64>, currency: &str, cents: i64) {
+    match totals.get_mut(currency) {
+        Some(total) => *total = total.saturating_add(cents),
+        None => {
+            totals.insert(currency.to_string(), cents);
         }
     }
 }
