@@ -2,9 +2,10 @@
 //! below (or in `service_runtime::config` when other services read it too); see that module's
 //! header for how to add one.
 
+use crate::windows::WindowSettings;
 use service_runtime::config::{
     COMMON_VARIABLES, CommonConfig, ConfigError, Env, HEALTH_PORT, MAX_ORDER_BYTES,
-    STATS_INTERVAL_SECS, Setting, Variables, rule,
+    STATS_INTERVAL_SECS, Setting, Variables, WINDOW_STATS_TOPIC, rule, window_stats_topic,
 };
 use service_runtime::kafka::{ClientSettings, KafkaSettings};
 use std::num::NonZeroUsize;
@@ -59,6 +60,27 @@ pub const SHUTDOWN_TIMEOUT_SECS: Setting<Duration> = Setting {
     parse: |text| rule::within(text, 1, 60).map(Duration::from_secs),
 };
 
+pub const WINDOW_SECS: Setting<Duration> = Setting {
+    name: "WINDOW_SECS",
+    default: Some("60"),
+    accepts: "a whole number of seconds from 1 to 86400: the length of the tumbling windows (by the order's created_at) published to WINDOW_STATS_TOPIC",
+    parse: |text| rule::within(text, 1, 86_400).map(Duration::from_secs),
+};
+
+pub const WINDOW_GRACE_SECS: Setting<Duration> = Setting {
+    name: "WINDOW_GRACE_SECS",
+    default: Some("10"),
+    accepts: "a whole number of seconds from 0 to 3600: how long after its end (by order time) a window still takes late orders; also how far ahead of its message an order may be dated and still move the watermark",
+    parse: |text| rule::within(text, 0, 3_600).map(Duration::from_secs),
+};
+
+pub const WINDOW_PART_SPAN_OFFSETS: Setting<i64> = Setting {
+    name: "WINDOW_PART_SPAN_OFFSETS",
+    default: Some("50000"),
+    accepts: "a whole number >= 1: a window part covers at most this aligned span of offsets of one partition, which bounds how far a crash replays",
+    parse: |text| rule::within(text, 1, i64::MAX),
+};
+
 /// The tracker's own variables, in README order (the common ones: [`COMMON_VARIABLES`]).
 pub const VARIABLES: Variables = &[
     &GROUP_ID,
@@ -68,6 +90,10 @@ pub const VARIABLES: Variables = &[
     &ALERT_BURST_COUNT,
     &ALERT_BURST_WINDOW_SECS,
     &DEDUP_CAPACITY,
+    &WINDOW_SECS,
+    &WINDOW_GRACE_SECS,
+    &WINDOW_PART_SPAN_OFFSETS,
+    &WINDOW_STATS_TOPIC,
     &MAX_ORDER_BYTES,
     &SHUTDOWN_TIMEOUT_SECS,
     &HEALTH_PORT,
@@ -112,6 +138,8 @@ impl StartFrom {
 /// The Kafka `client.id` of the tracker's consumer and of its dead-letter producer.
 pub const CONSUMER_CLIENT_ID: &str = "order-tracker";
 pub const DEAD_LETTER_CLIENT_ID: &str = "order-tracker-dead-letters";
+pub const WINDOW_STATS_CLIENT_ID: &str = "order-tracker-window-stats";
+pub const WINDOW_TOTALS_CLIENT_ID: &str = "order-tracker-window-totals";
 
 /// Everything the tracker needs, validated.
 #[derive(Debug, Clone)]
@@ -122,6 +150,12 @@ pub struct TrackerConfig {
     pub consumer: ClientSettings,
     /// The dead-letter producer's client configuration, built and checked once.
     pub dead_letter_producer: ClientSettings,
+    /// The window stats producer's client configuration.
+    pub window_stats_producer: ClientSettings,
+    /// The reader behind `order-tracker window-totals`.
+    pub window_totals_reader: ClientSettings,
+    pub windows: WindowSettings,
+    pub window_stats_topic: String,
     pub group_id: String,
     pub start_from: StartFrom,
     pub stats_interval: Duration,
@@ -143,11 +177,25 @@ impl TrackerConfig {
         let group_id = env.read(&GROUP_ID)?;
         let consumer = kafka.consumer(CONSUMER_CLIENT_ID, &group_id)?;
         let dead_letter_producer = kafka.producer(DEAD_LETTER_CLIENT_ID)?;
+        let window_stats_producer = kafka.producer(WINDOW_STATS_CLIENT_ID)?;
+        let window_totals_reader = kafka.topic_reader(WINDOW_TOTALS_CLIENT_ID)?;
+        let grace = chrono_delta(env.read(&WINDOW_GRACE_SECS)?);
+        let windows = WindowSettings {
+            length: chrono_delta(env.read(&WINDOW_SECS)?),
+            grace,
+            future_tolerance: grace,
+            part_span: env.read(&WINDOW_PART_SPAN_OFFSETS)?,
+        };
+        let window_stats_topic = window_stats_topic(&env, &common)?;
         Ok(TrackerConfig {
             common,
             kafka,
             consumer,
             dead_letter_producer,
+            window_stats_producer,
+            window_totals_reader,
+            windows,
+            window_stats_topic,
             group_id,
             start_from: env.read(&START_FROM)?,
             stats_interval: env.read(&STATS_INTERVAL_SECS)?,
@@ -160,6 +208,11 @@ impl TrackerConfig {
             health_port: env.read(&HEALTH_PORT)?,
         })
     }
+}
+
+/// Whole seconds as a chrono duration (the settings above bound them well within range).
+fn chrono_delta(duration: Duration) -> chrono::Duration {
+    chrono::Duration::seconds(duration.as_secs() as i64)
 }
 
 #[cfg(test)]
@@ -178,6 +231,31 @@ mod tests {
         assert_eq!(config.start_from, StartFrom::Committed);
         assert_eq!(config.alert_burst_window, Duration::from_secs(60));
         assert_eq!(config.dedup_capacity.get(), 100_000);
+        assert_eq!(config.windows.length, chrono::Duration::seconds(60));
+        assert_eq!(config.windows.grace, chrono::Duration::seconds(10));
+        assert_eq!(config.windows.part_span, 50_000);
+        assert_eq!(config.window_stats_topic, "order-stats");
+    }
+
+    #[test]
+    fn window_settings_are_bounded_and_name_their_variable() {
+        for (variable, bad) in [
+            ("WINDOW_SECS", "0"),
+            ("WINDOW_SECS", "86401"),
+            ("WINDOW_GRACE_SECS", "-1"),
+            ("WINDOW_GRACE_SECS", "3601"),
+            ("WINDOW_PART_SPAN_OFFSETS", "0"),
+            ("WINDOW_STATS_TOPIC", "orders"),
+        ] {
+            assert_eq!(error_for(&[(variable, bad)]).variable(), variable, "{bad}");
+        }
+        let config = TrackerConfig::from_vars(&service_runtime::config::vars(&[
+            ("WINDOW_SECS", "5"),
+            ("WINDOW_GRACE_SECS", "0"),
+        ]))
+        .expect("short windows");
+        assert_eq!(config.windows.length, chrono::Duration::seconds(5));
+        assert_eq!(config.windows.future_tolerance, chrono::Duration::zero());
     }
 
     #[test]

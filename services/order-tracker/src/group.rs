@@ -1,24 +1,42 @@
 //! Group membership and offsets: the rebalance callbacks, commits, and leaving the group at
 //! shutdown. The rules that make the tracker at-least-once live here and only here.
 //!
-//! # At-least-once, stated once
+//! # At-least-once, and exact windows, stated once
 //!
-//! - librdkafka never stores an offset by itself (`enable.auto.offset.store=false`, fixed in
-//!   `service_runtime::kafka`). The run loop stores a message's offset ([`store_handled`]) only
-//!   after the message is fully handled: its order counted and printed, or its dead-letter copy
-//!   acknowledged by the broker. The background auto-commit (every second) commits only stored
-//!   offsets.
-//! - So a committed offset never passes a message that was not handled. A crash replays at most
-//!   the messages handled since the last commit; those are redeliveries, recognised by
-//!   `order_id` in a bounded memory ([`crate::stats::SeenOrders`]) when the same process sees
-//!   them again, and never counted twice there.
+//! - librdkafka never stores or commits an offset by itself (`enable.auto.offset.store=false`,
+//!   `enable.auto.commit=false`, both fixed in `service_runtime::kafka`). The tracker commits
+//!   explicitly, at checkpoints, and each commit carries the partition's window watermark in
+//!   its metadata ([`crate::checkpoints`]).
+//! - The run loop records a message in the book ([`crate::checkpoints::Book::handled`]) only
+//!   after it is fully handled: its order counted and printed, or its dead-letter copy
+//!   acknowledged by the broker. Window parts that end with it are sent to the stats topic.
+//! - **Checkpoint** (every second, from the run loop): once every part sent so far is
+//!   acknowledged, each partition is committed at the highest offset no window part straddles
+//!   ([`crate::windows::PartitionWindows::checkpoint`]), which is never past an unhandled
+//!   message. So a committed offset never passes a message that was not handled, nor an order
+//!   whose part is not on the stats topic. It lags the last handled message by at most one
+//!   part span (`WINDOW_PART_SPAN_OFFSETS`), or a window and its grace at low rates: a crash
+//!   replays that much. A replay rebuilds the same parts under the same keys (see
+//!   [`crate::windows`]); the per-process duplicate memory recognises redeliveries for the
+//!   printed lines and statistics, but never decides window counts.
+//! - **Handover** (revocation, shutdown): this tracker stops reading the partition, so it ends
+//!   every open part there ([`crate::checkpoints::Book::hand_over`]), sends them, waits for
+//!   their acknowledgements, and commits synchronously right after the last handled message:
+//!   the next owner starts exactly there, with no replay. If the acknowledgements or the commit
+//!   do not come, nothing (or an older checkpoint) is committed, and the next owner replays and
+//!   rewrites those parts under the same keys.
 //! - Rebalances happen only inside `recv()`, i.e. between messages, so the message in hand is
-//!   always finished before a partition can be taken away. On revocation the stored offsets are
-//!   committed synchronously before the partitions are released, so the next owner starts
-//!   exactly after the last handled message. Lost partitions (session expired) are not
-//!   committed: another member may already own them.
-//! - On shutdown ([`commit_leave_close`]) the tracker has stopped taking messages; it commits
-//!   synchronously (`event="final_commit"`), unsubscribes so that librdkafka revokes its
+//!   always finished before a partition can be taken away. Lost partitions (session expired)
+//!   are not committed: another member may already own them.
+//! - **Not covered:** a tracker whose session expired while it kept running (a long pause)
+//!   does not know it lost its partitions until its next poll, and may still publish parts
+//!   meanwhile, or a part whose acknowledgement it stopped waiting for may land late. If the
+//!   new owner has meanwhile rewritten the same key with more orders, the stale record can be
+//!   the last one for that key. Only Kafka transactions fence such a zombie; tansu, the test
+//!   broker, accepts transactions but shows aborted records to `read_committed` readers, so the
+//!   tracker does not rely on them.
+//! - On shutdown ([`commit_leave_close`]) the tracker has stopped taking messages; it hands
+//!   over every partition (`event="final_commit"`), unsubscribes so that librdkafka revokes its
 //!   partitions and sends LeaveGroup (the others rebalance at once instead of waiting for a
 //!   session timeout; `event="left_group"`), then closes the consumer
 //!   (`event="consumer_closed"`). Each step has a deadline inside the shutdown budget
@@ -26,27 +44,32 @@
 //!   timed-out commit, a leave or close that timed out, each says so under its own event. A
 //!   commit that did not complete is harmless: the next owner starts at the last one that did.
 
+use crate::checkpoints::{SharedBook, decode_watermark, describe_commits};
 use crate::config::StartFrom;
 use crate::metrics::TrackerMetrics;
 use crate::stopping::{Stopping, on_own_thread};
+use crate::window_stats::{Acked, StatsPublisher};
+use chrono::{DateTime, Utc};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
 };
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use service_runtime::health::Readiness;
 use service_runtime::kafka::ErrorLog;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::{debug, error, info, warn};
 
-/// Offsets this tracker stored, by partition: what a commit will write.
-pub type StoredOffsets = Arc<Mutex<BTreeMap<i32, i64>>>;
+/// How long a handover at revocation waits for its window parts to be acknowledged.
+const REVOKE_ACK_LIMIT: Duration = Duration::from_secs(10);
+
+/// How long the assignment callback waits for the committed offsets' metadata.
+const COMMITTED_LIMIT: Duration = Duration::from_secs(10);
 
 /// Rebalance and commit handling; see the module header for why it is shaped so.
 pub struct TrackerContext {
@@ -54,7 +77,8 @@ pub struct TrackerContext {
     first_assignment_done: AtomicBool,
     readiness: Readiness,
     metrics: TrackerMetrics,
-    stored: StoredOffsets,
+    book: SharedBook,
+    publisher: Arc<StatsPublisher>,
     errors: ErrorLog,
 }
 
@@ -71,17 +95,101 @@ impl TrackerContext {
         start_from: StartFrom,
         readiness: Readiness,
         metrics: TrackerMetrics,
-        stored: StoredOffsets,
+        book: SharedBook,
+        publisher: Arc<StatsPublisher>,
     ) -> Self {
         TrackerContext {
             start_from,
             first_assignment_done: AtomicBool::new(false),
             readiness,
             metrics,
-            stored,
+            book,
+            publisher,
             errors: ErrorLog::default(),
         }
     }
+
+    /// Starts owning the assigned `partitions`, each resumed with the watermark its commit
+    /// carried (none when it starts from `START_FROM`'s beginning or end instead).
+    fn take_over<C: Consumer<TrackerContext>>(
+        &self,
+        consumer: &C,
+        partitions: &TopicPartitionList,
+        from_commit: bool,
+    ) {
+        let mut watermarks: BTreeMap<i32, Option<DateTime<Utc>>> = partitions
+            .elements()
+            .iter()
+            .map(|element| (element.partition(), None))
+            .collect();
+        if from_commit {
+            match off_the_runtime(|| {
+                consumer.committed_offsets(partitions.clone(), COMMITTED_LIMIT)
+            }) {
+                Ok(committed) => {
+                    for element in committed.elements() {
+                        watermarks
+                            .insert(element.partition(), decode_watermark(element.metadata()));
+                    }
+                }
+                Err(err) => warn!(
+                    event = "watermark_unknown",
+                    error = %err,
+                    "cannot read the committed watermarks; replayed orders are judged without                      one (none is called late)"
+                ),
+            }
+        }
+        if let Ok(mut book) = self.book.lock() {
+            for (partition, watermark) in watermarks {
+                book.take_over(partition, watermark);
+            }
+        }
+    }
+
+    /// Hands over `partitions` (every owned one for `None`): ends their window parts, sends
+    /// them, waits up to `ack_limit` for every part sent so far to be acknowledged, then
+    /// commits synchronously right after each partition's last handled message. Blocking.
+    pub fn hand_over<C: Consumer<TrackerContext>>(
+        &self,
+        consumer: &C,
+        partitions: Option<&[i32]>,
+        ack_limit: Duration,
+    ) -> HandOver {
+        let handed = match self.book.lock() {
+            Ok(mut book) => book.hand_over(partitions),
+            Err(_) => return HandOver::NotAcked(Acked::Failed(0)),
+        };
+        let (parts, commits) = match handed {
+            Ok(handed) => handed,
+            Err(err) => return HandOver::Failed(err),
+        };
+        self.publisher.publish_all(&parts, &self.metrics);
+        if commits.count() == 0 {
+            return HandOver::Nothing;
+        }
+        match self.publisher.wait_acked(ack_limit) {
+            Acked::All => {}
+            other => return HandOver::NotAcked(other),
+        }
+        let described = describe_commits(&commits);
+        match consumer.commit(&commits, CommitMode::Sync) {
+            Ok(()) => HandOver::Committed(described),
+            Err(err) => HandOver::Failed(err),
+        }
+    }
+}
+
+/// How a handover ended.
+#[derive(Debug)]
+pub enum HandOver {
+    /// Committed at these offsets (`orders/0@12 ...`).
+    Committed(String),
+    /// No message was handled in those partitions since they were assigned: nothing to commit.
+    Nothing,
+    /// The window parts were not all acknowledged: nothing committed.
+    NotAcked(Acked),
+    /// The commit failed.
+    Failed(KafkaError),
 }
 
 /// `orders[0,2,4]`
@@ -103,21 +211,6 @@ pub fn describe_partitions(list: &TopicPartitionList) -> String {
             let list: Vec<String> = partitions.iter().map(i32::to_string).collect();
             format!("{topic}[{}]", list.join(","))
         })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// `orders/0@12 orders/3@40`
-pub fn describe_offsets(topic: &str, stored: &StoredOffsets) -> String {
-    let Ok(stored) = stored.lock() else {
-        return "unknown".into();
-    };
-    if stored.is_empty() {
-        return "none".into();
-    }
-    stored
-        .iter()
-        .map(|(partition, offset)| format!("{topic}/{partition}@{offset}"))
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -158,6 +251,7 @@ impl ConsumerContext for TrackerContext {
                 {
                     warn!(error = %err, "cannot set the START_FROM offsets");
                 }
+                self.take_over(consumer, partitions, start.is_none());
                 let result = if cooperative {
                     consumer.incremental_assign(partitions)
                 } else {
@@ -183,17 +277,44 @@ impl ConsumerContext for TrackerContext {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let lost = consumer.assignment_lost();
+                let revoked: Vec<i32> = partitions
+                    .elements()
+                    .iter()
+                    .map(|element| element.partition())
+                    .collect();
                 if lost {
                     warn!(
                         event = "partitions_lost",
                         partitions = %describe_partitions(partitions),
                         "partitions lost (session expired); not committing, another member owns them"
                     );
+                    if let Ok(mut book) = self.book.lock() {
+                        book.forget(&revoked);
+                    }
                 } else {
-                    // Commit what was handled before letting the partitions go, so the next
-                    // owner starts right after it.
-                    if let Err(err) = off_the_runtime(|| commit_stored(consumer)) {
-                        warn!(event = "revoke_commit_failed", error = %err, "commit on revocation failed");
+                    // Hand over before letting the partitions go, so that the next owner
+                    // starts right after the last handled message.
+                    match off_the_runtime(|| {
+                        self.hand_over(consumer, Some(&revoked), REVOKE_ACK_LIMIT)
+                    }) {
+                        HandOver::Committed(offsets) => info!(
+                            event = "revoke_commit",
+                            offsets = %offsets,
+                            "handed over at {offsets}"
+                        ),
+                        HandOver::Nothing => {}
+                        HandOver::NotAcked(acked) => warn!(
+                            event = "revoke_commit_skipped",
+                            acked = ?acked,
+                            "window parts not acknowledged ({acked:?}); not committing, the next \
+                             owner replays from the last checkpoint"
+                        ),
+                        HandOver::Failed(err) => warn!(
+                            event = "revoke_commit_failed",
+                            error = %err,
+                            "commit on revocation failed; the next owner replays from the last \
+                             checkpoint"
+                        ),
                     }
                 }
                 let result = if cooperative {
@@ -203,11 +324,6 @@ impl ConsumerContext for TrackerContext {
                 };
                 if let Err(err) = result {
                     error!(event = "unassign_failed", error = %err, "cannot release the revoked partitions");
-                }
-                if let Ok(mut stored) = self.stored.lock() {
-                    for element in partitions.elements() {
-                        stored.remove(&element.partition());
-                    }
                 }
                 self.metrics
                     .assigned_partitions
@@ -246,28 +362,14 @@ impl ConsumerContext for TrackerContext {
     }
 }
 
-/// Stores the offset after `message`, which has been fully handled, for the next commit.
-pub fn store_handled(
-    consumer: &StreamConsumer<TrackerContext>,
-    stored: &StoredOffsets,
-    message: &BorrowedMessage<'_>,
-) {
-    match consumer.store_offset_from_message(message) {
-        Ok(()) => {
-            if let Ok(mut stored) = stored.lock() {
-                stored.insert(message.partition(), message.offset() + 1);
-            }
-        }
-        // The partition was taken away meanwhile; its next owner re-reads.
-        Err(err) => debug!(error = %err, "offset not stored"),
+/// Commits a checkpoint without waiting; the outcome is logged by `commit_callback`.
+pub fn commit_checkpoint(consumer: &StreamConsumer<TrackerContext>, commits: &TopicPartitionList) {
+    if commits.count() == 0 {
+        return;
     }
-}
-
-/// Commits the stored offsets synchronously; "nothing stored since the last commit" is success.
-fn commit_stored<C: ConsumerContext>(consumer: &impl Consumer<C>) -> KafkaResult<()> {
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
-        result => result,
+    debug!(event = "checkpoint", offsets = %describe_commits(commits), "checkpoint");
+    if let Err(err) = consumer.commit(commits, CommitMode::Async) {
+        warn!(event = "commit_failed", error = %err, "checkpoint commit not sent");
     }
 }
 
@@ -359,16 +461,23 @@ fn close(mut consumer: Arc<StreamConsumer<TrackerContext>>) {
 pub async fn commit_leave_close(
     consumer: StreamConsumer<TrackerContext>,
     manual: bool,
-    offsets: String,
     stopping: &Stopping,
 ) {
     let consumer = Arc::new(consumer);
 
-    // Up to a quarter of the budget, leaving half for leaving and closing.
+    // Up to a quarter of the budget, leaving half for leaving and closing: most of it for the
+    // window parts' acknowledgements, the rest for the commit.
     let limit = stopping.deadline_for(0.25, 0.5);
     let committing = consumer.clone();
-    match on_own_thread("final-commit", limit, move || commit_stored(&*committing)).await {
-        Some(Ok(())) => {
+    let ack_limit = limit.mul_f64(0.6);
+    let handed = on_own_thread("final-commit", limit, move || {
+        committing
+            .context()
+            .hand_over(&*committing, None, ack_limit)
+    })
+    .await;
+    match handed {
+        Some(HandOver::Committed(offsets)) => {
             stopping.completed("final_commit");
             info!(
                 event = "final_commit",
@@ -376,16 +485,29 @@ pub async fn commit_leave_close(
                 "final commit done: {offsets}"
             )
         }
-        Some(Err(err)) => warn!(
+        Some(HandOver::Nothing) => {
+            stopping.completed("final_commit");
+            info!(
+                event = "final_commit",
+                offsets = "none",
+                "final commit: nothing handled since the last assignment, nothing to commit"
+            )
+        }
+        Some(HandOver::NotAcked(acked)) => warn!(
+            event = "final_commit_failed",
+            acked = ?acked,
+            "window parts not acknowledged within {} ms ({acked:?}); not committing, the next \
+             owner replays from the last checkpoint",
+            ack_limit.as_millis()
+        ),
+        Some(HandOver::Failed(err)) => warn!(
             event = "final_commit_failed",
             error = %err,
-            offsets = %offsets,
             "final commit failed; the next owner re-reads from the previous commit"
         ),
         None => warn!(
             event = "final_commit_timed_out",
             timeout_ms = limit.as_millis() as u64,
-            offsets = %offsets,
             "final commit not confirmed within {} ms; the next owner re-reads from the last \
              confirmed commit",
             limit.as_millis()

@@ -7,11 +7,16 @@
 //!   the verdict: track or dead-letter);
 //! - [`dead_letter`]: writing a rejected message to the dead-letter topic;
 //! - [`stats`]: statistics, alerts and the duplicate memory; [`metrics`]: `/metrics`;
+//! - [`windows`]: tumbling windows by order time, one partition at a time (pure arithmetic);
+//!   [`checkpoints`]: the owned partitions' windows and where each may be committed;
+//!   [`window_stats`]: the stats topic's records, their publisher, and the `window-totals`
+//!   reader;
 //! - [`stopping`]: the shutdown budget (`SHUTDOWN_TIMEOUT_SECS`): a deadline per step, blocking
 //!   calls on their own threads, and a watchdog that exits 0 when the budget is spent;
 //! - this file: [`run`], which wires them to the Kafka clients, and the per-message glue that
 //!   acts on each verdict.
 
+pub mod checkpoints;
 pub mod config;
 pub mod dead_letter;
 pub mod group;
@@ -19,6 +24,7 @@ pub mod handling;
 pub mod metrics;
 pub mod stats;
 pub mod stopping;
+pub mod window_stats;
 pub mod windows;
 
 /// Orders built field by field for unit tests (the generator's are random).
@@ -62,26 +68,31 @@ pub(crate) mod test_orders {
     }
 }
 
+use crate::checkpoints::{Book, SharedBook};
 use crate::config::{StartFrom, TrackerConfig};
 use crate::dead_letter::{DeadLetterOutcome, DeadLetterWriter};
-use crate::group::{StoredOffsets, TrackerContext};
+use crate::group::TrackerContext;
 use crate::handling::{MessageHandler, Source, Verdict};
 use crate::metrics::TrackerMetrics;
 use crate::stats::AlertRules;
+use crate::window_stats::{Acked, StatsAcks, StatsPublisher};
+use crate::windows::Placement;
+use chrono::{DateTime, Utc};
 use prometheus_client::registry::Registry;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{FutureProducer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use service_runtime::config::ConfigError;
 use service_runtime::health::{HealthBindError, HealthServer, Readiness};
 use service_runtime::kafka::QuietContext;
 use service_runtime::launch::Outcome;
 use service_runtime::shutdown::Shutdown;
+use std::sync::Arc;
 use std::time::Duration;
 use stopping::{Stopping, on_own_thread};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Why the tracker could not run at all.
 #[derive(Debug, thiserror::Error)]
@@ -107,11 +118,17 @@ enum Handled {
     GaveUp,
 }
 
+/// How often the tracker checkpoints: publishes quiet partitions' open parts and, once every
+/// part sent is acknowledged, commits (what the background auto-commit's one second used to be).
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The per-message glue: the handler's verdict, carried out with the Kafka clients.
 struct Tracker {
     handler: MessageHandler,
     metrics: TrackerMetrics,
     dead_letters: DeadLetterWriter,
+    book: SharedBook,
+    publisher: Arc<StatsPublisher>,
 }
 
 impl Tracker {
@@ -124,8 +141,14 @@ impl Tracker {
         };
         let verdict = self.handler.handle(message.payload());
         verdict.report(source, &self.metrics);
-        let Verdict::DeadLetter { reason } = verdict else {
-            return Handled::Done;
+        let reason = match verdict {
+            Verdict::Track { order, .. } | Verdict::Duplicate { order } => {
+                // Every valid order counts in its window, a redelivery too: the duplicate
+                // memory is per process, the window parts must not depend on it.
+                self.count_in_window(message, Some(&order));
+                return Handled::Done;
+            }
+            Verdict::DeadLetter { reason } => reason,
         };
         match self.dead_letters.write(message, &reason, shutdown).await {
             DeadLetterOutcome::Written { partition, offset } => {
@@ -139,11 +162,94 @@ impl Tracker {
                     self.dead_letters.topic(),
                     reason.code()
                 );
+                self.count_in_window(message, None);
                 Handled::Done
             }
             DeadLetterOutcome::Abandoned => Handled::Abandoned,
             DeadLetterOutcome::GaveUp => Handled::GaveUp,
         }
+    }
+
+    /// Records the fully handled `message` (`order` if it is one) in the book: its window part,
+    /// or a late order reported; parts that ended with it are published.
+    fn count_in_window(
+        &self,
+        message: &BorrowedMessage<'_>,
+        order: Option<&order_contract::Order>,
+    ) {
+        let now = Utc::now();
+        let message_time = message
+            .timestamp()
+            .to_millis()
+            .and_then(DateTime::from_timestamp_millis)
+            .unwrap_or(now);
+        let counted = match self.book.lock() {
+            Ok(mut book) => book.handled(
+                message.partition(),
+                message.offset(),
+                order,
+                message_time,
+                now,
+            ),
+            Err(_) => return,
+        };
+        if let (
+            Some(Placement::Late {
+                window_start,
+                behind,
+            }),
+            Some(order),
+        ) = (counted.placement, order)
+        {
+            self.metrics.late_orders.inc();
+            warn!(
+                event = "late_order",
+                order_id = %order.order_id,
+                window_start = %window_start,
+                partition = message.partition(),
+                offset = message.offset(),
+                "late order {} (created {}): its window starting {window_start} had closed {} s \
+                 before; counted as late, in no window part",
+                order.order_id,
+                order.created_at,
+                behind.num_milliseconds() as f64 / 1000.0
+            );
+        }
+        self.publisher.publish_all(&counted.ended, &self.metrics);
+    }
+
+    /// Publishes quiet partitions' open parts, then commits the checkpoints if every part sent is
+    /// acknowledged. `false` if a part could not be written: the tracker must stop without
+    /// committing past it.
+    fn checkpoint(&self, consumer: &StreamConsumer<TrackerContext>) -> bool {
+        let ended = match self.book.lock() {
+            Ok(mut book) => book.tick(Utc::now()),
+            Err(_) => return false,
+        };
+        self.publisher.publish_all(&ended, &self.metrics);
+        match self.publisher.acked_now() {
+            Acked::All => {}
+            Acked::Pending(_) => return true,
+            Acked::Failed(failed) => {
+                error!(
+                    event = "window_parts_failed",
+                    failed,
+                    "{failed} window part(s) could not be written to the stats topic; stopping \
+                     without committing past them, so that a restart rewrites them"
+                );
+                return false;
+            }
+        }
+        let commits = match self.book.lock().map(|mut book| book.checkpoints()) {
+            Ok(Ok(commits)) => commits,
+            Ok(Err(err)) => {
+                warn!(event = "commit_failed", error = %err, "cannot build the checkpoint");
+                return true;
+            }
+            Err(_) => return false,
+        };
+        group::commit_checkpoint(consumer, &commits);
+        true
     }
 
     /// Logs the statistics summary, with its numbers as structured fields too.
@@ -172,14 +278,26 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
         Ok(config_error) => TrackerError::Config(config_error),
         Err(err) => TrackerError::Kafka(err),
     };
-    let stored = StoredOffsets::default();
+    let topic = config.common.orders_topic.clone();
+    let book = Book::new(topic.clone(), config.windows).shared();
+    let stats_producer: ThreadedProducer<StatsAcks> = config
+        .window_stats_producer
+        .create_with_context(StatsAcks::default())
+        .map_err(explain)?;
+    let publisher = Arc::new(StatsPublisher::new(
+        stats_producer,
+        config.window_stats_topic.clone(),
+        config.group_id.clone(),
+        topic.clone(),
+    ));
     let consumer: StreamConsumer<TrackerContext> = config
         .consumer
         .create_with_context(TrackerContext::new(
             config.start_from.clone(),
             readiness.clone(),
             metrics.clone(),
-            stored.clone(),
+            book.clone(),
+            publisher.clone(),
         ))
         .map_err(explain)?;
     let dead_letter_producer: FutureProducer<QuietContext> = config
@@ -187,13 +305,15 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
         .create_with_context(QuietContext::default())
         .map_err(explain)?;
 
-    let topic = config.common.orders_topic.clone();
     info!(
         event = "starting",
         kafka = %config.kafka.describe(),
         group = %config.group_id,
         topic = %topic,
         dead_letter_topic = %config.common.dead_letter_topic,
+        window_stats_topic = %config.window_stats_topic,
+        window_secs = config.windows.length.num_seconds(),
+        window_grace_secs = config.windows.grace.num_seconds(),
         start_from = ?config.start_from,
         "order-tracker starting"
     );
@@ -205,6 +325,11 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
                 assignment
                     .add_partition_offset(&topic, *partition, Offset::Offset(*offset))
                     .map_err(TrackerError::Subscribe)?;
+            }
+            if let Ok(mut book) = book.lock() {
+                for (partition, _) in pairs {
+                    book.take_over(*partition, None);
+                }
             }
             consumer
                 .assign(&assignment)
@@ -240,6 +365,8 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
             config.common.dead_letter_topic.clone(),
             config.group_id.clone(),
         ),
+        book,
+        publisher,
     };
     // The shutdown budget runs from the signal, not from the end of the loop: the loop may be
     // held up (a revocation callback waiting on an unreachable broker) before it sees it.
@@ -253,6 +380,8 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
     });
     let mut stats_tick = tokio::time::interval(config.stats_interval);
     stats_tick.tick().await;
+    let mut checkpoint_tick = tokio::time::interval(CHECKPOINT_INTERVAL);
+    checkpoint_tick.tick().await;
 
     let mut outcome = Outcome::Completed;
     loop {
@@ -260,9 +389,15 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
             biased;
             _ = shutdown.requested() => break,
             _ = stats_tick.tick() => tracker.log_summary("stats", "stats"),
+            _ = checkpoint_tick.tick() => {
+                if !tracker.checkpoint(&consumer) {
+                    outcome = Outcome::PartlyFailed;
+                    break;
+                }
+            }
             received = consumer.recv() => match received {
                 Ok(message) => match tracker.handle(&message, &mut shutdown).await {
-                    Handled::Done => group::store_handled(&consumer, &stored, &message),
+                    Handled::Done => {}
                     Handled::Abandoned => break,
                     Handled::GaveUp => {
                         outcome = Outcome::PartlyFailed;
@@ -309,9 +444,106 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
             limit.as_millis()
         ),
     }
-    let offsets = group::describe_offsets(&topic, &stored);
-    group::commit_leave_close(consumer, manual, offsets, &stopping).await;
+    group::commit_leave_close(consumer, manual, &stopping).await;
+    let publisher = tracker.publisher;
+    let limit = stopping.remaining();
+    // Only parts the final handover could not wait for are still queued; dropping the
+    // producer waits too, so both run off the runtime.
+    if on_own_thread("window-stats-close", limit, move || {
+        publisher.flush(limit);
+        drop(publisher);
+    })
+    .await
+    .is_none()
+    {
+        warn!(
+            event = "window_stats_close_timed_out",
+            "window stats producer not closed within {} ms",
+            limit.as_millis()
+        );
+    }
     stopping.finish();
     health_task.abort();
     Ok(outcome)
+}
+
+/// How long `window-totals` may take to read the stats topic to its end.
+const WINDOW_TOTALS_LIMIT: Duration = Duration::from_secs(60);
+
+/// `order-tracker window-totals [--json]`: reads the whole stats topic (`WINDOW_STATS_TOPIC`,
+/// with the tracker's Kafka settings) and writes to `out` one line per window with its totals
+/// summed over its parts, the last record per key (see [`window_stats`]); `--json` writes one
+/// JSON object per window instead. Exit 0, 2 for bad arguments, 78 for a bad setting, 1 when
+/// the topic cannot be read.
+pub fn window_totals(
+    args: &[String],
+    vars: &[(String, String)],
+    out: &mut impl std::io::Write,
+) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let json = match args {
+        [] => false,
+        [flag] if flag == "--json" => true,
+        _ => {
+            eprintln!(
+                "order-tracker window-totals: unexpected arguments {args:?}\nusage: order-tracker window-totals [--json]"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let config = match TrackerConfig::from_vars(vars) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("order-tracker window-totals: {err}");
+            return ExitCode::from(service_runtime::config::EXIT_CONFIG);
+        }
+    };
+    let reader = match window_stats::read_stats_topic(
+        &config.window_totals_reader,
+        &config.window_stats_topic,
+        WINDOW_TOTALS_LIMIT,
+    ) {
+        Ok(reader) => reader,
+        Err(err) => {
+            eprintln!("order-tracker window-totals: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let totals = reader.totals();
+    let mut written = Ok(());
+    for window in &totals {
+        if written.is_err() {
+            break;
+        }
+        written = if json {
+            serde_json::to_string(window)
+                .map_err(std::io::Error::other)
+                .and_then(|line| writeln!(out, "{line}"))
+        } else {
+            writeln!(out, "{window}")
+        };
+    }
+    if !json && written.is_ok() {
+        let skipped = if reader.unreadable > 0 {
+            format!(
+                "; {} record(s) of another format skipped",
+                reader.unreadable
+            )
+        } else {
+            String::new()
+        };
+        written = writeln!(
+            out,
+            "{} window(s) from {}{skipped}",
+            totals.len(),
+            config.window_stats_topic
+        );
+    }
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("order-tracker window-totals: cannot write the totals: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }

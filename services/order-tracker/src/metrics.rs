@@ -35,6 +35,10 @@ pub struct TrackerMetrics {
     pub alerts: Family<Labels, Counter>,
     pub assigned_partitions: Gauge,
     pub rebalances: Counter,
+    /// Window parts published to the stats topic, by why they ended.
+    pub window_parts: Family<Labels, Counter>,
+    /// Orders whose window had closed when they were read (counted in no part).
+    pub late_orders: Counter,
     /// From the order's `created_at` to the moment it is tracked.
     pub order_latency: LatencyHistogram,
     /// `kafka_consumer_lag{topic, partition}`; see the module header.
@@ -87,12 +91,29 @@ impl TrackerMetrics {
             self.assigned_partitions.clone(),
         );
         registry.register("rebalances", "Rebalance events", self.rebalances.clone());
+        registry.register(
+            "window_parts_published",
+            "Window parts sent to the stats topic, by why the part ended",
+            self.window_parts.clone(),
+        );
+        registry.register(
+            "late_orders",
+            "Orders read after their window had closed (watermark past the window end plus grace)",
+            self.late_orders.clone(),
+        );
     }
 
     /// One message written to the dead-letter topic for `reason`.
     pub fn dead_lettered(&self, reason: &'static str) {
         self.dead_lettered
             .get_or_create(&vec![("reason", reason)])
+            .inc();
+    }
+
+    /// One window part sent to the stats topic.
+    pub fn window_part(&self, end: crate::windows::PartEnd) {
+        self.window_parts
+            .get_or_create(&vec![("part_end", end.as_str())])
             .inc();
     }
 

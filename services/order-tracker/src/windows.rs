@@ -1,20 +1,32 @@
-//! Tumbling windows by order time, one partition at a time: the arithmetic of issue 7's
-//! windowed statistics, kept free of Kafka so that every rule is a plain function with tests.
+//! Tumbling windows by order time, one partition at a time: the arithmetic of the windowed
+//! statistics, kept free of Kafka so that every rule is a plain function with tests. The Kafka
+//! side (publishing parts, committing checkpoints) is [`crate::window_stats`] and
+//! [`crate::group`].
 //!
-//! Not yet wired into the tracker's run loop: publishing the parts to the stats topic and the
-//! checkpointed commit that must follow their acknowledgements come next. What is here decides,
-//! for each order of one partition, which window part it counts in, and when a window closes.
+//! For each order of one partition this decides which window part counts it, or whether it is
+//! late, when a part is complete, and where a commit may land.
 //!
 //! Why it is shaped so:
 //! - **Exact across crashes.** A part counts every valid message of one window in one
 //!   contiguous offset range of one partition, and is keyed by (window, partition, offset of its
-//!   first order) ([`PartKey`]). Every decision (which window, in time or late, when a window
-//!   closes) depends only on the messages read and the watermark before them, so reading again
+//!   first order) ([`PartKey`]). Every decision (which window, in time or late, when a part
+//!   ends) depends only on the messages read and the watermark before them, so reading again
 //!   from an offset with the watermark as it was before that offset repeats every decision and
 //!   rebuilds every part under the same key; readers keep the last record per key. A commit
 //!   must therefore land on an offset no part straddles, and carry the watermark of that point:
 //!   [`PartitionWindows::checkpoint`] finds both. The per-process duplicate memory plays no
 //!   part: a crash empties it, the offsets do not change.
+//! - **Bounded replay.** Windows of one partition overlap in offsets (an order within grace
+//!   arrives after the next window's first), so "no part straddles" alone could hold commits
+//!   back for ever. A part therefore also ends where its span of
+//!   [`WindowSettings::part_span`] offsets ends (spans are aligned, `offset / part_span`), which
+//!   depends on the offsets alone: a commit lags at most one span, or one window and its grace
+//!   at low rates.
+//! - **Handover.** When this process gives a partition up (revocation, shutdown) it stops
+//!   reading it, so it may end every open part where it stopped ([`PartitionWindows::hand_over`])
+//!   and commit right after its last message: if that commit lands, nobody reads before it
+//!   again; if it does not, the next owner replays from an earlier checkpoint and rewrites those
+//!   parts under the same keys.
 //! - **Lateness by event time, not wall time.** Each partition has a watermark: the latest
 //!   `created_at` seen, so a replay at full speed judges its orders exactly as the first run did,
 //!   given the watermark the commit carried ([`PartitionWindows::watermark`], restored with
@@ -23,24 +35,56 @@
 //!   message's Kafka timestamp than [`WindowSettings::future_tolerance`] is counted in its own
 //!   window, but does not move the watermark. The message timestamp, not the wall clock: a
 //!   replay reads the same timestamp again and so judges the same way.
-//! - **A quiet partition still closes its windows.** Once no message has arrived for a grace
-//!   period, the watermark follows the wall clock, a grace period behind
-//!   ([`PartitionWindows::idle`]), so a window closes at most two grace periods after its end.
-//!   That advance depends on the wall clock, which a replay does not repeat: the caller must
-//!   checkpoint right after it.
+//! - **A quiet partition still publishes its windows.** Once nothing has *arrived* from a
+//!   partition for a grace period (wall time, so a replay reading old messages at full speed
+//!   never counts as quiet), its open parts are published as they stand
+//!   ([`PartitionWindows::quiet`], `part_end` `quiet`), and again whenever they change. They
+//!   stay open: the watermark moves by order time only, because a pause in reading (a
+//!   rebalance, a broker hiccup) looks just like a quiet partition from here, and moving the
+//!   watermark by the wall clock would then call the orders produced meanwhile late. An order
+//!   that arrives later for such a window joins the same part, under the same key, so readers
+//!   see the rewritten record; the part ends for good when the watermark passes it.
 //! - **Money is never summed across currencies**: every total is per currency.
 
 use chrono::{DateTime, Duration as TimeDelta, Utc};
 use order_contract::Order;
 use std::collections::BTreeMap;
 
-/// Window length, grace period for late orders, and how far ahead of its message's timestamp
-/// an order may be dated and still move the watermark.
+/// Window length, grace period for late orders, how far ahead of its message's timestamp an
+/// order may be dated and still move the watermark, and the offsets per part span.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowSettings {
     pub length: TimeDelta,
     pub grace: TimeDelta,
     pub future_tolerance: TimeDelta,
+    /// A part ends where its aligned span of this many offsets ends (at least 1).
+    pub part_span: i64,
+}
+
+/// Why a part ended (a part published while its window is open is not the window's last).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartEnd {
+    /// The window closed: the watermark passed its end plus grace.
+    WindowClosed,
+    /// The part's span of offsets ended; the window may have more parts.
+    SpanEnded,
+    /// This process gave the partition up; the next owner counts the rest in its own parts.
+    HandedOver,
+    /// Not ended: published as it stands because the partition is quiet; a later record under
+    /// the same key replaces it if more orders come.
+    Quiet,
+}
+
+impl PartEnd {
+    /// The stable name used in records and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartEnd::WindowClosed => "window_closed",
+            PartEnd::SpanEnded => "span_ended",
+            PartEnd::HandedOver => "handed_over",
+            PartEnd::Quiet => "quiet",
+        }
+    }
 }
 
 /// What identifies a part, reproducible from the offsets alone.
@@ -52,8 +96,9 @@ pub struct PartKey {
     pub first_offset: i64,
 }
 
-/// One item's totals in a part.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// One item's totals in a part (and, as they are, in a stats record).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ItemTotals {
     pub quantity: i64,
     /// Revenue per currency, in cents.
@@ -139,9 +184,14 @@ pub struct PartitionWindows {
     settings: WindowSettings,
     partition: i32,
     watermark: Option<DateTime<Utc>>,
-    /// The latest Kafka timestamp of a message read: when the partition was last heard from.
-    last_message_time: Option<DateTime<Utc>>,
+    /// When a message of this partition last arrived (wall time).
+    last_arrival: Option<DateTime<Utc>>,
     open: BTreeMap<DateTime<Utc>, Part>,
+    /// Parts whose span ended, until [`PartitionWindows::take_closed`] takes them.
+    span_ended: Vec<Part>,
+    /// The open parts as last published by [`PartitionWindows::quiet`]: window start to
+    /// (first offset, last offset), so that an unchanged part is not published again.
+    published_quiet: BTreeMap<DateTime<Utc>, (i64, i64)>,
     /// Closed parts a commit has not passed yet: (first offset, last offset, watermark before).
     closed: Vec<(i64, i64, Option<DateTime<Utc>>)>,
     late: u64,
@@ -170,8 +220,10 @@ impl PartitionWindows {
             settings,
             partition,
             watermark,
-            last_message_time: None,
+            last_arrival: None,
             open: BTreeMap::new(),
+            span_ended: Vec::new(),
+            published_quiet: BTreeMap::new(),
             closed: Vec::new(),
             late: 0,
         }
@@ -183,6 +235,30 @@ impl PartitionWindows {
         let millis = at.timestamp_millis();
         let start = millis - millis.rem_euclid(length);
         DateTime::from_timestamp_millis(start).unwrap_or(at)
+    }
+
+    /// Notes that the message at `offset` (an order or not) arrived at wall time `arrived`,
+    /// and ends the open parts of earlier spans. Call it for every message, before [`add`].
+    ///
+    /// [`add`]: PartitionWindows::add
+    pub fn read(&mut self, offset: i64, arrived: DateTime<Utc>) {
+        self.last_arrival = Some(arrived);
+        let span = self.span_of(offset);
+        if self
+            .open
+            .values()
+            .any(|part| self.span_of(part.key.first_offset) < span)
+        {
+            let (ended, open): (BTreeMap<_, _>, BTreeMap<_, _>) = std::mem::take(&mut self.open)
+                .into_iter()
+                .partition(|(_, part)| self.span_of(part.key.first_offset) < span);
+            self.open = open;
+            self.span_ended.extend(ended.into_values());
+        }
+    }
+
+    fn span_of(&self, offset: i64) -> i64 {
+        offset.div_euclid(self.settings.part_span.max(1))
     }
 
     /// Counts the order read at `offset`, whose message carries the Kafka timestamp
@@ -218,47 +294,62 @@ impl PartitionWindows {
         {
             self.watermark = Some(at);
         }
-        self.last_message_time = Some(
-            self.last_message_time
-                .map_or(message_time, |last| last.max(message_time)),
-        );
         Placement::Counted(counted)
     }
 
-    /// Lets the watermark follow the wall clock `now`, a grace period behind, once nothing
-    /// has arrived for a grace period. Call it now and then; a partition that keeps receiving
-    /// orders is judged by them alone.
-    pub fn idle(&mut self, now: DateTime<Utc>) {
-        let grace = self.settings.grace;
+    /// Once nothing has arrived for a grace period before `now`, the open parts that changed
+    /// since they were last published this way, to publish as they stand (they stay open).
+    /// Call it now and then; see the module header for why the watermark does not move.
+    pub fn quiet(&mut self, now: DateTime<Utc>) -> Vec<Part> {
         if self
-            .last_message_time
-            .is_some_and(|last| now - last >= grace)
+            .last_arrival
+            .is_none_or(|last| now - last < self.settings.grace)
         {
-            let follows = now - grace;
-            if self.watermark.is_none_or(|w| follows > w) {
-                self.watermark = Some(follows);
-            }
-        }
-    }
-
-    /// Removes and returns the parts whose window has closed (its end plus grace is at or
-    /// before the watermark), oldest first.
-    pub fn take_closed(&mut self) -> Vec<Part> {
-        let Some(watermark) = self.watermark else {
             return Vec::new();
-        };
-        let grace = self.settings.grace;
-        let closed: Vec<DateTime<Utc>> = self
+        }
+        let changed: Vec<Part> = self
             .open
             .values()
-            .filter(|part| part.window_end + grace <= watermark)
-            .map(|part| part.key.window_start)
+            .filter(|part| {
+                self.published_quiet.get(&part.key.window_start)
+                    != Some(&(part.key.first_offset, part.last_offset))
+            })
+            .cloned()
             .collect();
-        let parts: Vec<Part> = closed
-            .into_iter()
-            .filter_map(|start| self.open.remove(&start))
+        for part in &changed {
+            self.published_quiet.insert(
+                part.key.window_start,
+                (part.key.first_offset, part.last_offset),
+            );
+        }
+        changed
+    }
+
+    /// Removes and returns the parts that are complete: those whose span ended, then those
+    /// whose window has closed (its end plus grace is at or before the watermark), oldest
+    /// window first. Each must be published before a checkpoint passes it.
+    pub fn take_closed(&mut self) -> Vec<(Part, PartEnd)> {
+        let mut parts: Vec<(Part, PartEnd)> = self
+            .span_ended
+            .drain(..)
+            .map(|part| (part, PartEnd::SpanEnded))
             .collect();
-        self.closed.extend(parts.iter().map(|part| {
+        if let Some(watermark) = self.watermark {
+            let grace = self.settings.grace;
+            let closed: Vec<DateTime<Utc>> = self
+                .open
+                .values()
+                .filter(|part| part.window_end + grace <= watermark)
+                .map(|part| part.key.window_start)
+                .collect();
+            parts.extend(
+                closed
+                    .into_iter()
+                    .filter_map(|start| self.open.remove(&start))
+                    .map(|part| (part, PartEnd::WindowClosed)),
+            );
+        }
+        self.closed.extend(parts.iter().map(|(part, _)| {
             (
                 part.key.first_offset,
                 part.last_offset,
@@ -266,6 +357,27 @@ impl PartitionWindows {
             )
         }));
         parts
+    }
+
+    /// Gives the partition up after the message before `next_offset`: ends every part (the
+    /// complete ones first, as [`take_closed`] would, then the open ones as handed over) and
+    /// returns them with the checkpoint right after the last message, carrying the current
+    /// watermark. Only for a partition this process stops reading; see the module header.
+    ///
+    /// [`take_closed`]: PartitionWindows::take_closed
+    pub fn hand_over(&mut self, next_offset: i64) -> (Vec<(Part, PartEnd)>, Checkpoint) {
+        let mut parts = self.take_closed();
+        parts.extend(
+            std::mem::take(&mut self.open)
+                .into_values()
+                .map(|part| (part, PartEnd::HandedOver)),
+        );
+        self.closed.clear();
+        let checkpoint = Checkpoint {
+            offset: next_offset,
+            watermark: self.watermark,
+        };
+        (parts, checkpoint)
     }
 
     /// The parts still open, oldest window first.
@@ -292,6 +404,14 @@ impl PartitionWindows {
                     true,
                 )
             })
+            .chain(self.span_ended.iter().map(|part| {
+                (
+                    part.key.first_offset,
+                    part.last_offset,
+                    part.watermark_before,
+                    true,
+                )
+            }))
             .chain(
                 self.closed
                     .iter()
@@ -335,10 +455,15 @@ mod tests {
     use super::*;
 
     fn settings() -> WindowSettings {
+        settings_with_span(1_000_000)
+    }
+
+    fn settings_with_span(part_span: i64) -> WindowSettings {
         WindowSettings {
             length: TimeDelta::seconds(60),
             grace: TimeDelta::seconds(10),
             future_tolerance: TimeDelta::seconds(5),
+            part_span,
         }
     }
 
@@ -400,7 +525,9 @@ mod tests {
         windows.add(2, &order(70, "EUR", &[("A", 1, 100)]), at(70));
         let closed = windows.take_closed();
         assert_eq!(closed.len(), 1);
-        assert_eq!((closed[0].key.window_start, closed[0].orders), (at(0), 1));
+        let (part, end) = &closed[0];
+        assert_eq!((part.key.window_start, part.orders), (at(0), 1));
+        assert_eq!(*end, PartEnd::WindowClosed);
         assert_eq!(
             windows.open_parts().count(),
             1,
@@ -448,22 +575,28 @@ mod tests {
     }
 
     #[test]
-    fn a_quiet_partition_closes_its_window_at_most_two_grace_periods_after_its_end() {
+    fn a_quiet_partition_publishes_its_open_parts_once_per_change_and_keeps_them_open() {
         let mut windows = PartitionWindows::new(settings(), 0);
+        assert!(windows.quiet(at(100)).is_empty(), "nothing read yet");
+        windows.read(0, at(50));
         windows.add(0, &order(50, "EUR", &[("A", 1, 100)]), at(50));
-        windows.idle(at(59));
-        assert_eq!(
-            windows.watermark(),
-            Some(at(50)),
+        assert!(
+            windows.quiet(at(59)).is_empty(),
             "not quiet for a grace period yet"
         );
-        windows.idle(at(75));
-        assert!(
-            windows.take_closed().is_empty(),
-            "watermark 65 < end 60 + grace 10"
-        );
-        windows.idle(at(80));
-        assert_eq!(windows.take_closed().len(), 1);
+        let published = windows.quiet(at(60));
+        assert_eq!(published.len(), 1);
+        assert_eq!((published[0].key.first_offset, published[0].orders), (0, 1));
+        assert!(windows.quiet(at(70)).is_empty(), "unchanged: not again");
+        assert_eq!(windows.watermark(), Some(at(50)), "order time only");
+        // A pause in reading, then orders produced meanwhile: none is late, and the part
+        // published while quiet goes on under the same key.
+        windows.read(1, at(90));
+        let placed = windows.add(1, &order(55, "EUR", &[("A", 1, 100)]), at(55));
+        assert!(matches!(placed, Placement::Counted(key) if key.first_offset == 0));
+        assert!(windows.quiet(at(95)).is_empty(), "arrived 5 s ago");
+        let again = windows.quiet(at(100));
+        assert_eq!((again[0].key.first_offset, again[0].orders), (0, 2));
     }
 
     #[test]
@@ -489,7 +622,7 @@ mod tests {
         windows.add(104, &order(70, "EUR", &[("A", 1, 100)]), at(70));
         let closed = windows.take_closed();
         assert_eq!(
-            (closed[0].key.first_offset, closed[0].last_offset),
+            (closed[0].0.key.first_offset, closed[0].0.last_offset),
             (100, 103)
         );
         // [0,60) is closed but spans 100-103, and [60,120) is open from 102: still 100.
@@ -511,6 +644,7 @@ mod tests {
     /// The property the design rests on: from any checkpoint, a reader that resumes with the
     /// checkpoint's watermark builds exactly the parts the first reader built from there on,
     /// under the same keys, so that keeping the last record per key counts every order once.
+    /// With parts of every span length, so that span ends are part of the property.
     #[test]
     fn resuming_at_any_checkpoint_rebuilds_the_same_parts_under_the_same_keys() {
         // Out-of-order times within and beyond grace, one future-dated order (1000, with
@@ -531,47 +665,141 @@ mod tests {
                 )
             })
             .collect();
-        let run = |windows: &mut PartitionWindows, from: i64| -> (BTreeMap<PartKey, Part>, u64) {
-            let mut parts = BTreeMap::new();
-            for (offset, order, stamped) in messages.iter().filter(|(o, ..)| *o >= from) {
-                windows.add(*offset, order, *stamped);
-                for part in windows.take_closed() {
-                    parts.insert(part.key, part);
-                }
-            }
-            for part in windows.open_parts() {
-                parts.insert(part.key, part.clone());
-            }
-            (parts, windows.late())
+        let read = |windows: &mut PartitionWindows, message: &(i64, Order, DateTime<Utc>)| {
+            let (offset, order, stamped) = message;
+            windows.read(*offset, *stamped);
+            windows.add(*offset, order, *stamped);
         };
-        let (all_parts, _) = run(&mut PartitionWindows::new(settings(), 0), 0);
-        // Checkpoint after each message, and resume from each checkpoint.
-        for stop in 1..messages.len() {
-            let mut first = PartitionWindows::new(settings(), 0);
-            for (offset, order, stamped) in &messages[..stop] {
-                first.add(*offset, order, *stamped);
-                first.take_closed();
-            }
-            let checkpoint = first.checkpoint(messages[stop].0);
-            let mut resumed = PartitionWindows::resume(settings(), 0, checkpoint.watermark);
-            let (rebuilt, _) = run(&mut resumed, checkpoint.offset);
-            for (key, part) in &rebuilt {
-                assert_eq!(
-                    all_parts.get(key),
-                    Some(part),
-                    "resumed at {} (stop {stop}): part {key:?} differs",
-                    checkpoint.offset
+        for span in [1_000_000, 2, 3, 4, 7] {
+            let settings = settings_with_span(span);
+            let run = |windows: &mut PartitionWindows, from: i64| -> BTreeMap<PartKey, Part> {
+                let mut parts = BTreeMap::new();
+                for message in messages.iter().filter(|(o, ..)| *o >= from) {
+                    read(windows, message);
+                    for (part, _) in windows.take_closed() {
+                        parts.insert(part.key, part);
+                    }
+                }
+                for part in windows.open_parts() {
+                    parts.insert(part.key, part.clone());
+                }
+                parts
+            };
+            let all_parts = run(&mut PartitionWindows::new(settings, 0), 0);
+            let counted: u64 = all_parts.values().map(|part| part.orders).sum();
+            let mut whole = PartitionWindows::new(settings, 0);
+            run(&mut whole, 0);
+            assert_eq!(
+                counted + whole.late(),
+                messages.len() as u64,
+                "span {span}: every order counted once or late"
+            );
+            // Checkpoint after each message, and resume from each checkpoint.
+            for stop in 1..messages.len() {
+                let mut first = PartitionWindows::new(settings, 0);
+                for message in &messages[..stop] {
+                    read(&mut first, message);
+                    first.take_closed();
+                }
+                let checkpoint = first.checkpoint(messages[stop].0);
+                assert!(
+                    messages[stop].0 - checkpoint.offset <= span.min(messages.len() as i64),
+                    "span {span}, stop {stop}: the commit lags more than a span"
                 );
-            }
-            // And every part that holds a message at or after the checkpoint was rebuilt.
-            for (key, part) in &all_parts {
-                if part.last_offset >= checkpoint.offset {
-                    assert!(
-                        rebuilt.contains_key(key),
-                        "stop {stop}: {key:?} not rebuilt"
+                let mut resumed = PartitionWindows::resume(settings, 0, checkpoint.watermark);
+                let rebuilt = run(&mut resumed, checkpoint.offset);
+                for (key, part) in &rebuilt {
+                    assert_eq!(
+                        all_parts.get(key),
+                        Some(part),
+                        "span {span}, resumed at {} (stop {stop}): part {key:?} differs",
+                        checkpoint.offset
                     );
+                }
+                // And every part that holds a message at or after the checkpoint was rebuilt.
+                for (key, part) in &all_parts {
+                    if part.last_offset >= checkpoint.offset {
+                        assert!(
+                            rebuilt.contains_key(key),
+                            "span {span}, stop {stop}: {key:?} not rebuilt"
+                        );
+                    }
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_part_ends_where_its_span_of_offsets_ends_and_the_window_goes_on_in_a_new_part() {
+        let mut windows = PartitionWindows::new(settings_with_span(10), 1);
+        for offset in [7, 8, 9, 10, 11] {
+            windows.read(offset, at(offset));
+            windows.add(offset, &order(offset, "EUR", &[("A", 1, 100)]), at(offset));
+        }
+        let closed = windows.take_closed();
+        assert_eq!(closed.len(), 1, "the part of span 0 ended at offset 10");
+        let (part, end) = &closed[0];
+        assert_eq!(
+            (part.key.first_offset, part.last_offset, part.orders, *end),
+            (7, 9, 3, PartEnd::SpanEnded)
+        );
+        let open: Vec<_> = windows.open_parts().collect();
+        assert_eq!(
+            (
+                open[0].key.window_start,
+                open[0].key.first_offset,
+                open[0].orders
+            ),
+            (at(0), 10, 2)
+        );
+        // A span end seen by a non-order message too, before anything is taken.
+        windows.read(20, at(20));
+        assert_eq!(
+            windows.checkpoint(21).offset,
+            10,
+            "the ended part is not published yet"
+        );
+        assert_eq!(windows.take_closed().len(), 1);
+        assert_eq!(windows.checkpoint(21).offset, 21);
+    }
+
+    #[test]
+    fn handing_over_ends_every_part_and_commits_after_the_last_message() {
+        let mut windows = PartitionWindows::new(settings(), 0);
+        windows.read(0, at(30));
+        windows.add(0, &order(30, "EUR", &[("A", 1, 100)]), at(30));
+        windows.read(1, at(75));
+        windows.add(1, &order(75, "EUR", &[("A", 1, 100)]), at(75));
+        let (parts, checkpoint) = windows.hand_over(2);
+        let ends: Vec<(i64, PartEnd)> = parts
+            .iter()
+            .map(|(part, end)| (part.key.first_offset, *end))
+            .collect();
+        assert_eq!(
+            ends,
+            [(0, PartEnd::WindowClosed), (1, PartEnd::HandedOver)],
+            "the closed window first, then the open one"
+        );
+        assert_eq!(
+            checkpoint,
+            Checkpoint {
+                offset: 2,
+                watermark: Some(at(75))
+            }
+        );
+        assert_eq!(windows.open_parts().count(), 0);
+    }
+
+    #[test]
+    fn a_replay_of_old_messages_at_full_speed_is_not_quiet() {
+        let mut windows = PartitionWindows::new(settings(), 0);
+        // Orders an hour old, arriving now one after the other.
+        for offset in 0..5 {
+            windows.read(offset, at(3_600 + offset));
+            assert!(windows.quiet(at(3_600 + offset)).is_empty());
+            let placed = windows.add(offset, &order(offset * 10, "EUR", &[("A", 1, 100)]), at(0));
+            assert!(matches!(placed, Placement::Counted(_)), "offset {offset}");
+        }
+        assert_eq!(windows.late(), 0);
     }
 }

@@ -171,13 +171,17 @@ impl Bench {
         self.broker.bootstrap()
     }
 
-    /// A fresh orders topic (and its dead-letter topic), made by the real `topic-init`.
+    /// A fresh orders topic (and its dead-letter topic), made by the real `topic-init`. The
+    /// trackers' window stats all go to the default stats topic, which the first call makes.
     fn new_topic(&self) -> String {
         let topic = unique_name("bench");
         create_topics(
             &self.bootstrap(),
             &topic,
             &format!("{topic}.dlq"),
+            service_runtime::config::WINDOW_STATS_TOPIC
+                .default
+                .unwrap_or("order-stats"),
             PARTITIONS,
         );
         topic

@@ -7,12 +7,13 @@ use crate::process::{Service, ServiceBuilder};
 use crate::topics::{create_topics, unique_name};
 use std::time::Duration;
 
-/// A broker with its own orders and dead-letter topics.
+/// A broker with its own orders, dead-letter and window stats topics.
 #[derive(Debug)]
 pub struct Pipeline {
     pub broker: TestBroker,
     pub orders: String,
     pub dead_letters: String,
+    pub stats: String,
 }
 
 impl Pipeline {
@@ -21,11 +22,19 @@ impl Pipeline {
         let broker = TestBroker::start();
         let orders = unique_name("orders");
         let dead_letters = format!("{orders}.dlq");
-        create_topics(&broker.bootstrap(), &orders, &dead_letters, partitions);
+        let stats = format!("{orders}.stats");
+        create_topics(
+            &broker.bootstrap(),
+            &orders,
+            &dead_letters,
+            &stats,
+            partitions,
+        );
         Pipeline {
             broker,
             orders,
             dead_letters,
+            stats,
         }
     }
 
@@ -50,11 +59,16 @@ impl Pipeline {
     }
 
     /// A tracker in `group` with the group timeouts a user gets (`service_runtime::kafka`), for
-    /// the tests that prove the failover and shutdown bounds those defaults promise.
+    /// the tests that prove the failover and shutdown bounds those defaults promise. Its
+    /// windows are short (2 s, 1 s grace) so that windows close, and checkpoints move, within
+    /// a test's few seconds.
     pub fn tracker_with_default_group_timeouts(&self, group: &str) -> ServiceBuilder {
         Service::builder("order-tracker", &self.bootstrap())
             .env("ORDERS_TOPIC", &self.orders)
             .env("DEAD_LETTER_TOPIC", &self.dead_letters)
+            .env("WINDOW_STATS_TOPIC", &self.stats)
+            .env("WINDOW_SECS", 2)
+            .env("WINDOW_GRACE_SECS", 1)
             .env("GROUP_ID", group)
             .env("HEALTH_PORT", free_port())
             .env("STATS_INTERVAL_SECS", 1)

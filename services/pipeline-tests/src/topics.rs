@@ -18,11 +18,18 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
-/// Creates the orders and dead-letter topics by running the real `topic-init`.
-pub fn create_topics(bootstrap: &str, orders: &str, dead_letters: &str, partitions: i32) {
+/// Creates the orders, dead-letter and window stats topics by running the real `topic-init`.
+pub fn create_topics(
+    bootstrap: &str,
+    orders: &str,
+    dead_letters: &str,
+    stats: &str,
+    partitions: i32,
+) {
     let mut init = Service::builder("topic-init", bootstrap)
         .env("ORDERS_TOPIC", orders)
         .env("DEAD_LETTER_TOPIC", dead_letters)
+        .env("WINDOW_STATS_TOPIC", stats)
         .env("TOPIC_PARTITIONS", partitions)
         .spawn();
     let status = init
@@ -77,27 +84,31 @@ pub fn read_topic(bootstrap: &str, topic: &str, expected: usize) -> Vec<Record> 
     let mut records = Vec::new();
     let mut idle_since = Instant::now();
     eventually(Duration::from_secs(60), || {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(message)) => {
-                idle_since = Instant::now();
-                records.push(Record {
-                    partition: message.partition(),
-                    offset: message.offset(),
-                    key: message.key().map(<[u8]>::to_vec),
-                    value: message.payload().map(<[u8]>::to_vec),
-                    headers: message
-                        .headers()
-                        .map(|headers| {
-                            headers
-                                .iter()
-                                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                })
+        // Everything that has arrived, not one message per check.
+        let mut wait = Duration::from_millis(100);
+        while let Some(polled) = consumer.poll(wait) {
+            wait = Duration::ZERO;
+            match polled {
+                Ok(message) => {
+                    idle_since = Instant::now();
+                    records.push(Record {
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        key: message.key().map(<[u8]>::to_vec),
+                        value: message.payload().map(<[u8]>::to_vec),
+                        headers: message
+                            .headers()
+                            .map(|headers| {
+                                headers
+                                    .iter()
+                                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    })
+                }
+                Err(err) => panic!("reading {topic}: {err}"),
             }
-            Some(Err(err)) => panic!("reading {topic}: {err}"),
-            None => {}
         }
         records.len() >= expected && idle_since.elapsed() > Duration::from_secs(1)
     });

@@ -31,9 +31,10 @@ fn a_tracker_killed_mid_stream_and_restarted_loses_no_order_and_recognises_dupli
         "{}",
         first.report()
     );
-    // Two more seconds of live traffic: at least one background commit lands, and more orders
-    // are tracked after it, which the successor will receive again.
-    std::thread::sleep(Duration::from_secs(2));
+    // Four more seconds of live traffic: with the pipeline's 2 s windows and 1 s grace, windows
+    // close and at least one checkpoint lands, and more orders are tracked after it, which the
+    // successor will receive again.
+    std::thread::sleep(Duration::from_secs(4));
     first.kill(); // SIGKILL: no final commit, no leaving the group
     let first_run = tracked(&first.events());
     assert!(
@@ -87,7 +88,7 @@ fn a_tracker_killed_mid_stream_and_restarted_loses_no_order_and_recognises_dupli
             "same message"
         );
     }
-    // The replay is bounded by the commit interval, not the whole topic.
+    // The replay is bounded by the checkpoints (a window and its grace), not the whole topic.
     assert!(
         redelivered.len() < first_run.len(),
         "the successor resumed from a commit, it did not start over ({} of {})",

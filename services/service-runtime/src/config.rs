@@ -298,6 +298,23 @@ pub const DEAD_LETTER_TOPIC: Setting<String> = Setting {
     parse: rule::topic_name,
 };
 
+/// The topic the trackers publish windowed statistics to; topic-init creates it compacted.
+pub const WINDOW_STATS_TOPIC: Setting<String> = Setting {
+    name: "WINDOW_STATS_TOPIC",
+    default: Some("order-stats"),
+    accepts: "a Kafka topic name: 1-249 characters of a-z A-Z 0-9 . _ -, not the orders or dead-letter topic",
+    parse: rule::topic_name,
+};
+
+/// Reads [`WINDOW_STATS_TOPIC`], refusing the orders and dead-letter topics.
+pub fn window_stats_topic(env: &Env, common: &CommonConfig) -> Result<String, ConfigError> {
+    let topic = env.read(&WINDOW_STATS_TOPIC)?;
+    if topic == common.orders_topic || topic == common.dead_letter_topic {
+        return Err(WINDOW_STATS_TOPIC.refuse(topic));
+    }
+    Ok(topic)
+}
+
 /// The variables every service reads (the `KAFKA_*` ones are declared in [`crate::kafka`]).
 pub const COMMON_VARIABLES: Variables = &[
     &kafka::BOOTSTRAP_SERVERS,
@@ -410,6 +427,22 @@ mod tests {
         }
         let err = common(&[("ORDERS_TOPIC", "my orders")]).expect_err("");
         assert_eq!(err.variable(), "ORDERS_TOPIC");
+    }
+
+    #[test]
+    fn the_window_stats_topic_is_neither_the_orders_nor_the_dead_letter_topic() {
+        let variables: Variables = &[&WINDOW_STATS_TOPIC];
+        let read = |pairs: &[(&str, &str)]| {
+            let pairs = vars(pairs);
+            let lists = [COMMON_VARIABLES, variables];
+            let env = Env::new(&pairs, &lists);
+            window_stats_topic(&env, &CommonConfig::from_env(&env).expect("common"))
+        };
+        assert_eq!(read(&[]).expect("default"), "order-stats");
+        for clash in ["orders", "orders.dlq"] {
+            let err = read(&[("WINDOW_STATS_TOPIC", clash)]).expect_err(clash);
+            assert_eq!(err.variable(), "WINDOW_STATS_TOPIC");
+        }
     }
 
     #[test]

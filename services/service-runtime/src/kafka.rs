@@ -93,17 +93,20 @@ const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     STATISTICS_INTERVAL,
 ];
 
-const CONSUMER_FIXED: &[Fixed] = &[Fixed {
-    property: "enable.auto.offset.store",
-    value: "false",
-    why: "an offset may be stored only after its order is processed (at-least-once)",
-}];
+const CONSUMER_FIXED: &[Fixed] = &[
+    Fixed {
+        property: "enable.auto.offset.store",
+        value: "false",
+        why: "an offset may be stored only after its order is processed (at-least-once)",
+    },
+    Fixed {
+        property: "enable.auto.commit",
+        value: "false",
+        why: "the tracker commits an offset only at a checkpoint, once every window part before it is acknowledged",
+    },
+];
 
 const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
-    // The background commit only commits offsets the tracker stored explicitly, so it is safe;
-    // a short interval keeps the replay after a crash small.
-    ("enable.auto.commit", "true"),
-    ("auto.commit.interval.ms", "1000"),
     // A new group reads the topic from the start rather than only new orders.
     ("auto.offset.reset", "earliest"),
     // Incremental rebalances: scaling the group moves only the partitions that must move.
@@ -295,10 +298,12 @@ impl KafkaSettings {
         self.build(client_id, PRODUCER_DEFAULTS, PRODUCER_FIXED)
     }
 
-    /// A group consumer that never stores an offset by itself (`enable.auto.offset.store=false`)
-    /// and uses cooperative-sticky assignment, with group timeouts chosen for quick failover
-    /// (10 s session, 1 s heartbeat, 120 s poll interval; each overridable through `KAFKA_*`). `group.id` comes from the service's own
-    /// `GROUP_ID`, never from `KAFKA_GROUP_ID`.
+    /// A group consumer that never stores or commits an offset by itself
+    /// (`enable.auto.offset.store=false`, `enable.auto.commit=false`: the tracker commits at its
+    /// checkpoints) and uses cooperative-sticky assignment, with group timeouts chosen for quick
+    /// failover (10 s session, 1 s heartbeat, 120 s poll interval; each overridable through
+    /// `KAFKA_*`). `group.id` comes from the service's own `GROUP_ID`, never from
+    /// `KAFKA_GROUP_ID`.
     pub fn consumer(&self, client_id: &str, group_id: &str) -> Result<ClientSettings, ConfigError> {
         if let Some((_, variable)) = self.properties.get("group.id") {
             return Err(ConfigError::Rejected {
@@ -310,6 +315,20 @@ impl KafkaSettings {
             client_id,
             &[CONSUMER_DEFAULTS, &[("group.id", group_id)]].concat(),
             CONSUMER_FIXED,
+        )
+    }
+
+    /// A consumer that reads whole topics by assignment, without joining or committing to a
+    /// group, and reports each partition's end (`enable.partition.eof`).
+    pub fn topic_reader(&self, client_id: &str) -> Result<ClientSettings, ConfigError> {
+        self.build(
+            client_id,
+            &[
+                ("group.id", client_id),
+                ("enable.partition.eof", "true"),
+                ("enable.auto.commit", "false"),
+            ],
+            &[],
         )
     }
 
@@ -448,10 +467,15 @@ mod tests {
     }
 
     #[test]
-    fn the_consumer_never_stores_offsets_by_itself() {
+    fn the_consumer_never_stores_or_commits_offsets_by_itself() {
         let settings = from_pairs(&[]).expect("ok");
         let config = settings.consumer("tracker", "group-a").expect("consumer");
         assert_eq!(config.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(config.get("enable.auto.commit"), Some("false"));
+        let err = from_pairs(&[("KAFKA_ENABLE_AUTO_COMMIT", "true")])
+            .and_then(|settings| settings.consumer("tracker", "group-a"))
+            .expect_err("a fixed setting cannot be overridden");
+        assert_eq!(err.variable(), "KAFKA_ENABLE_AUTO_COMMIT");
         assert_eq!(config.get("group.id"), Some("group-a"));
         assert_eq!(
             config.get("partition.assignment.strategy"),

@@ -3,7 +3,8 @@
 //! header for how to add one.
 
 use service_runtime::config::{
-    COMMON_VARIABLES, CommonConfig, ConfigError, Env, Setting, Variables, rule,
+    COMMON_VARIABLES, CommonConfig, ConfigError, Env, Setting, Variables, WINDOW_STATS_TOPIC, rule,
+    window_stats_topic,
 };
 use service_runtime::kafka::{ClientSettings, KafkaSettings};
 use std::time::Duration;
@@ -67,6 +68,20 @@ pub const CONNECT_MAX_BACKOFF_MS: Setting<Duration> = Setting {
     parse: |text| rule::within(text, 1, u64::MAX).map(Duration::from_millis),
 };
 
+pub const WINDOW_STATS_PARTITIONS: Setting<i32> = Setting {
+    name: "WINDOW_STATS_PARTITIONS",
+    default: Some("3"),
+    accepts: "a whole number from 1 to 10000: partitions of the window stats topic",
+    parse: |text| rule::within(text, 1, 10_000),
+};
+
+pub const WINDOW_STATS_RETENTION_MS: Setting<i64> = Setting {
+    name: "WINDOW_STATS_RETENTION_MS",
+    default: Some("604800000"),
+    accepts: "milliseconds >= 1, or -1 for forever: how long window stats records are kept (the topic is also compacted: only the last record per key stays)",
+    parse: |text| rule::within(text, -1, i64::MAX).filter(|ms| *ms != 0),
+};
+
 /// topic-init's own variables, in README order (the common ones: [`COMMON_VARIABLES`]).
 pub const VARIABLES: Variables = &[
     &TOPIC_PARTITIONS,
@@ -74,6 +89,9 @@ pub const VARIABLES: Variables = &[
     &TOPIC_RETENTION_MS,
     &DEAD_LETTER_PARTITIONS,
     &DEAD_LETTER_RETENTION_MS,
+    &WINDOW_STATS_TOPIC,
+    &WINDOW_STATS_PARTITIONS,
+    &WINDOW_STATS_RETENTION_MS,
     &CONNECT_MAX_ATTEMPTS,
     &CONNECT_MAX_BACKOFF_MS,
 ];
@@ -85,6 +103,9 @@ pub struct TopicSpec {
     pub partitions: i32,
     pub replication_factor: i32,
     pub retention_ms: i64,
+    /// `delete`, or `compact,delete` for the window stats (last record per key, and a
+    /// retention so that the topic does not grow forever).
+    pub cleanup_policy: &'static str,
     /// The variables that set `partitions` and `retention_ms`, for error messages.
     pub partitions_variable: &'static str,
     pub retention_variable: &'static str,
@@ -118,6 +139,7 @@ impl TopicInitConfig {
                 partitions: env.read(&TOPIC_PARTITIONS)?,
                 replication_factor,
                 retention_ms: env.read(&TOPIC_RETENTION_MS)?,
+                cleanup_policy: "delete",
                 partitions_variable: TOPIC_PARTITIONS.name,
                 retention_variable: TOPIC_RETENTION_MS.name,
             },
@@ -126,8 +148,18 @@ impl TopicInitConfig {
                 partitions: env.read(&DEAD_LETTER_PARTITIONS)?,
                 replication_factor,
                 retention_ms: env.read(&DEAD_LETTER_RETENTION_MS)?,
+                cleanup_policy: "delete",
                 partitions_variable: DEAD_LETTER_PARTITIONS.name,
                 retention_variable: DEAD_LETTER_RETENTION_MS.name,
+            },
+            TopicSpec {
+                name: window_stats_topic(&env, &common)?,
+                partitions: env.read(&WINDOW_STATS_PARTITIONS)?,
+                replication_factor,
+                retention_ms: env.read(&WINDOW_STATS_RETENTION_MS)?,
+                cleanup_policy: "compact,delete",
+                partitions_variable: WINDOW_STATS_PARTITIONS.name,
+                retention_variable: WINDOW_STATS_RETENTION_MS.name,
             },
         ];
         Ok(TopicInitConfig {
@@ -158,6 +190,10 @@ mod tests {
         assert_eq!(config.topics[0].retention_ms, 604_800_000);
         assert_eq!(config.topics[1].name, "orders.dlq");
         assert_eq!(config.topics[1].partitions, 1);
+        assert_eq!(config.topics[2].name, "order-stats");
+        assert_eq!(config.topics[2].cleanup_policy, "compact,delete");
+        assert_eq!(config.topics[2].retention_ms, 604_800_000);
+        assert_eq!(config.topics[2].partitions, 3);
     }
 
     #[test]
@@ -178,6 +214,13 @@ mod tests {
             error_for(&[("TOPIC_RETENTION_MS", "-2")]).variable(),
             "TOPIC_RETENTION_MS"
         );
+        for (variable, bad) in [
+            ("WINDOW_STATS_PARTITIONS", "0"),
+            ("WINDOW_STATS_RETENTION_MS", "0"),
+            ("WINDOW_STATS_TOPIC", "orders.dlq"),
+        ] {
+            assert_eq!(error_for(&[(variable, bad)]).variable(), variable);
+        }
         assert_eq!(
             error_for(&[("CONNECT_MAX_ATTEMPTS", "0")]).variable(),
             "CONNECT_MAX_ATTEMPTS"

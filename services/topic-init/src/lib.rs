@@ -4,11 +4,13 @@
 //! It is idempotent: run it on every `docker compose up`. It waits for the broker with bounded
 //! retries and backoff (the broker's health check and the job's own retries both guard the
 //! start), then for each topic:
-//! - absent: created with its partitions, replication factor and `retention.ms`;
+//! - absent: created with its partitions, replication factor, `retention.ms` and
+//!   `cleanup.policy` (the window stats topic is compacted as well as deleted by age);
 //! - present with the wanted settings: nothing to do;
 //! - present with fewer partitions than wanted: grown (keys then map to other partitions for
 //!   new orders; per-customer order holds from then on, which is why it is logged loudly);
-//! - anything else (more partitions, another replication factor or retention): exit 1 with the
+//! - anything else (more partitions, another replication factor, retention or cleanup policy):
+//!   exit 1 with the
 //!   reason, because silently keeping or changing a topic's shape is the operator's decision.
 
 pub mod config;
@@ -174,7 +176,8 @@ pub async fn ensure_topic(admin: &Admin, spec: &TopicSpec) -> Result<TopicOutcom
         spec.partitions,
         TopicReplication::Fixed(spec.replication_factor),
     )
-    .set("retention.ms", &retention);
+    .set("retention.ms", &retention)
+    .set("cleanup.policy", spec.cleanup_policy);
     let results = admin
         .create_topics(&[new_topic], &options())
         .await
@@ -261,22 +264,44 @@ async fn check_retention(admin: &Admin, spec: &TopicSpec) -> Result<(), TopicIni
     let described = admin
         .describe_configs(&[ResourceSpecifier::Topic(&spec.name)], &options())
         .await;
-    let entry = match described {
+    let (entry, policy) = match described {
         Ok(mut results) => match results.pop() {
-            Some(Ok(resource)) => resource
-                .get("retention.ms")
-                .and_then(|entry| entry.value.clone()),
+            Some(Ok(resource)) => (
+                resource
+                    .get("retention.ms")
+                    .and_then(|entry| entry.value.clone()),
+                resource
+                    .get("cleanup.policy")
+                    .and_then(|entry| entry.value.clone()),
+            ),
             Some(Err(err)) => {
                 warn!(topic = %spec.name, error = %err, "cannot check retention.ms of the existing topic");
                 return Ok(());
             }
-            None => None,
+            None => (None, None),
         },
         Err(err) => {
             warn!(topic = %spec.name, error = %err, "cannot check retention.ms of the existing topic");
             return Ok(());
         }
     };
+    let policies = |text: &str| -> Vec<String> {
+        let mut list: Vec<String> = text.split(',').map(|p| p.trim().to_string()).collect();
+        list.sort();
+        list
+    };
+    if let Some(actual) = &policy
+        && policies(actual) != policies(spec.cleanup_policy)
+    {
+        return Err(TopicInitError::Topic {
+            topic: spec.name.clone(),
+            reason: format!(
+                "exists with cleanup.policy={actual}, but it must be {}; change the topic's \
+                 cleanup.policy or recreate it",
+                spec.cleanup_policy
+            ),
+        });
+    }
     match entry {
         Some(actual) if actual.trim() != spec.retention_ms.to_string() => {
             Err(TopicInitError::Topic {

@@ -1,0 +1,315 @@
+//! The partitions this tracker owns, their open windows, and where each may be committed: the
+//! book the run loop writes after every message and the rebalance callback reads when
+//! partitions come and go. [`crate::group`]'s header states the commit model; this is its
+//! arithmetic, with no Kafka calls in it.
+//!
+//! A commit carries the partition's watermark in the offset's metadata
+//! ([`encode_watermark`]), so that whoever resumes there judges late orders exactly as this
+//! tracker did ([`crate::windows`], "Exact across crashes").
+
+use crate::windows::{Checkpoint, Part, PartEnd, PartitionWindows, Placement, WindowSettings};
+use chrono::{DateTime, Utc};
+use order_contract::Order;
+use rdkafka::error::KafkaResult;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// The book, shared by the run loop and the rebalance callback.
+pub type SharedBook = Arc<Mutex<Book>>;
+
+/// Prefix of the offset metadata this tracker writes; anything else reads as no watermark.
+const METADATA_PREFIX: &str = "order-tracker/1 watermark=";
+
+/// The commit metadata for `watermark`.
+pub fn encode_watermark(watermark: Option<DateTime<Utc>>) -> String {
+    match watermark {
+        Some(at) => format!(
+            "{METADATA_PREFIX}{}",
+            at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        ),
+        None => format!("{METADATA_PREFIX}none"),
+    }
+}
+
+/// The watermark a commit carried; `None` for no watermark or metadata not written by us.
+pub fn decode_watermark(metadata: &str) -> Option<DateTime<Utc>> {
+    let text = metadata.strip_prefix(METADATA_PREFIX)?;
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|at| at.with_timezone(&Utc))
+}
+
+/// One owned partition.
+#[derive(Debug)]
+struct Owned {
+    windows: PartitionWindows,
+    /// The offset after the last message fully handled, if any since it was assigned.
+    next_offset: Option<i64>,
+    /// The last checkpoint sent as a commit.
+    committed: Option<Checkpoint>,
+}
+
+/// What one handled message did to the windows.
+#[derive(Debug)]
+pub struct Counted {
+    /// Where the order was counted (`None` for a message that is not an order, or of a
+    /// partition not owned any more).
+    pub placement: Option<Placement>,
+    /// Parts that ended with it and must be published.
+    pub ended: Vec<(Part, PartEnd)>,
+}
+
+/// See the module header.
+#[derive(Debug)]
+pub struct Book {
+    topic: String,
+    settings: WindowSettings,
+    partitions: BTreeMap<i32, Owned>,
+}
+
+impl Book {
+    pub fn new(topic: String, settings: WindowSettings) -> Self {
+        Book {
+            topic,
+            settings,
+            partitions: BTreeMap::new(),
+        }
+    }
+
+    pub fn shared(self) -> SharedBook {
+        Arc::new(Mutex::new(self))
+    }
+
+    /// Starts owning `partition`, resumed with the watermark its commit carried.
+    pub fn take_over(&mut self, partition: i32, watermark: Option<DateTime<Utc>>) {
+        self.partitions.insert(
+            partition,
+            Owned {
+                windows: PartitionWindows::resume(self.settings, partition, watermark),
+                next_offset: None,
+                committed: None,
+            },
+        );
+    }
+
+    /// The partitions owned now.
+    pub fn owned(&self) -> Vec<i32> {
+        self.partitions.keys().copied().collect()
+    }
+
+    /// Counts the fully handled message at `offset` (`order` if it is a valid order, redelivery
+    /// or not), stamped `message_time` by Kafka and read at wall time `now`.
+    pub fn handled(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        order: Option<&Order>,
+        message_time: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Counted {
+        let Some(owned) = self.partitions.get_mut(&partition) else {
+            return Counted {
+                placement: None,
+                ended: Vec::new(),
+            };
+        };
+        owned.windows.read(offset, now);
+        let placement = order.map(|order| owned.windows.add(offset, order, message_time));
+        owned.next_offset = Some(offset + 1);
+        Counted {
+            placement,
+            ended: owned.windows.take_closed(),
+        }
+    }
+
+    /// The open parts of quiet partitions that changed since last published (see
+    /// [`PartitionWindows::quiet`]), to publish as they stand.
+    pub fn tick(&mut self, now: DateTime<Utc>) -> Vec<(Part, PartEnd)> {
+        self.partitions
+            .values_mut()
+            .flat_map(|owned| owned.windows.quiet(now))
+            .map(|part| (part, PartEnd::Quiet))
+            .collect()
+    }
+
+    /// The commits to make now that every part ended so far is acknowledged: for each partition
+    /// whose checkpoint moved since the last one sent, its offset and watermark. They count as
+    /// sent from here on (a failed commit only means a longer replay).
+    pub fn checkpoints(&mut self) -> KafkaResult<TopicPartitionList> {
+        let mut commits = Vec::new();
+        for (partition, owned) in &mut self.partitions {
+            let Some(next_offset) = owned.next_offset else {
+                continue;
+            };
+            let checkpoint = owned.windows.checkpoint(next_offset);
+            if owned.committed != Some(checkpoint) {
+                owned.committed = Some(checkpoint);
+                commits.push((*partition, checkpoint));
+            }
+        }
+        self.commit_list(&commits)
+    }
+
+    /// Ends every part of `partitions` (all owned ones for `None`) and stops owning them:
+    /// the parts to publish, and the commits to make once they are acknowledged (right after
+    /// each partition's last handled message; a partition with none has nothing to commit).
+    pub fn hand_over(
+        &mut self,
+        partitions: Option<&[i32]>,
+    ) -> KafkaResult<(Vec<(Part, PartEnd)>, TopicPartitionList)> {
+        let chosen: Vec<i32> = match partitions {
+            Some(list) => list.to_vec(),
+            None => self.owned(),
+        };
+        let mut parts = Vec::new();
+        let mut commits = Vec::new();
+        for partition in chosen {
+            let Some(mut owned) = self.partitions.remove(&partition) else {
+                continue;
+            };
+            let Some(next_offset) = owned.next_offset else {
+                continue;
+            };
+            let (ended, checkpoint) = owned.windows.hand_over(next_offset);
+            parts.extend(ended);
+            commits.push((partition, checkpoint));
+        }
+        Ok((parts, self.commit_list(&commits)?))
+    }
+
+    /// Stops owning `partitions` without a commit (they were lost: another member may own them).
+    pub fn forget(&mut self, partitions: &[i32]) {
+        for partition in partitions {
+            self.partitions.remove(partition);
+        }
+    }
+
+    fn commit_list(&self, commits: &[(i32, Checkpoint)]) -> KafkaResult<TopicPartitionList> {
+        let mut list = TopicPartitionList::new();
+        for (partition, checkpoint) in commits {
+            list.add_partition_offset(&self.topic, *partition, Offset::Offset(checkpoint.offset))?;
+            if let Some(mut element) = list.find_partition(&self.topic, *partition) {
+                element.set_metadata(encode_watermark(checkpoint.watermark));
+            }
+        }
+        Ok(list)
+    }
+}
+
+/// `orders/0@12 orders/3@40`
+pub fn describe_commits(list: &TopicPartitionList) -> String {
+    if list.count() == 0 {
+        return "none".into();
+    }
+    list.elements()
+        .iter()
+        .map(|element| match element.offset() {
+            Offset::Offset(offset) => {
+                format!("{}/{}@{offset}", element.topic(), element.partition())
+            }
+            other => format!("{}/{}@{other:?}", element.topic(), element.partition()),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration as TimeDelta;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + seconds, 0).expect("time")
+    }
+
+    fn book() -> Book {
+        Book::new(
+            "orders".into(),
+            WindowSettings {
+                length: TimeDelta::seconds(60),
+                grace: TimeDelta::seconds(10),
+                future_tolerance: TimeDelta::seconds(10),
+                part_span: 1_000_000,
+            },
+        )
+    }
+
+    fn order(seconds: i64) -> Order {
+        crate::test_orders::order("c", at(seconds), "EUR", &[("A", 1, 100)])
+    }
+
+    fn offsets(list: &TopicPartitionList) -> Vec<(i32, i64, String)> {
+        list.elements()
+            .iter()
+            .map(|e| {
+                let Offset::Offset(offset) = e.offset() else {
+                    panic!("not an offset")
+                };
+                (e.partition(), offset, e.metadata().to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_watermark_travels_in_the_commit_metadata() {
+        assert_eq!(
+            decode_watermark(&encode_watermark(Some(at(5)))),
+            Some(at(5))
+        );
+        let millis = at(5) + TimeDelta::milliseconds(250);
+        assert_eq!(
+            decode_watermark(&encode_watermark(Some(millis))),
+            Some(millis)
+        );
+        assert_eq!(decode_watermark(&encode_watermark(None)), None);
+        assert_eq!(
+            decode_watermark(""),
+            None,
+            "a commit written by someone else"
+        );
+        assert_eq!(decode_watermark("watermark=2027-01-15T08:00:05Z"), None);
+    }
+
+    #[test]
+    fn a_checkpoint_commits_before_the_open_window_and_only_when_it_moved() {
+        let mut book = book();
+        book.take_over(2, None);
+        book.handled(2, 10, Some(&order(5)), at(5), at(5));
+        book.handled(2, 11, None, at(6), at(6));
+        let first = book.checkpoints().expect("list");
+        assert_eq!(
+            offsets(&first),
+            [(2, 10, encode_watermark(None))],
+            "the open window starts at 10"
+        );
+        assert_eq!(book.checkpoints().expect("list").count(), 0, "unchanged");
+        // The window closes: everything up to the last message may be committed.
+        let counted = book.handled(2, 12, Some(&order(75)), at(75), at(75));
+        assert_eq!(counted.ended.len(), 1);
+        assert_eq!(
+            offsets(&book.checkpoints().expect("list")),
+            [(2, 12, encode_watermark(Some(at(5))))],
+            "[60,120) is open from 12, with the watermark 5 before it"
+        );
+    }
+
+    #[test]
+    fn handing_over_commits_after_the_last_message_and_forgets_the_partition() {
+        let mut book = book();
+        book.take_over(0, Some(at(1)));
+        book.take_over(1, None);
+        book.handled(0, 3, Some(&order(5)), at(5), at(5));
+        let (parts, commits) = book.hand_over(None).expect("list");
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].1, PartEnd::HandedOver);
+        assert_eq!(
+            offsets(&commits),
+            [(0, 4, encode_watermark(Some(at(5))))],
+            "partition 1 read nothing: nothing to commit"
+        );
+        assert!(book.owned().is_empty());
+        let late = book.handled(0, 4, Some(&order(6)), at(6), at(6));
+        assert!(late.placement.is_none(), "no longer owned");
+    }
+}

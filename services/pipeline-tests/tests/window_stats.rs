@@ -1,0 +1,345 @@
+//! Windowed statistics against the real broker: the stats topic, read as the README says
+//! (last record per key, parts summed per window), gives exactly the orders in the orders
+//! topic for each window by `created_at`, across a tracker SIGKILLed mid-stream and a scale
+//! from one tracker to two; late and future-dated orders are reported; currencies stay apart;
+//! every record matches its JSON Schema; `order-tracker window-totals` prints the same totals.
+
+use chrono::{DateTime, Utc};
+use pipeline_tests::events::{named, tracked};
+use pipeline_tests::{Pipeline, Record, binary_path, produce_raw, read_topic, stop_gracefully};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::process::Command;
+use std::time::Duration;
+
+const STATS_SCHEMA_JSON: &str =
+    include_str!("../../order-tracker/schema/order-stats.v1.schema.json");
+
+/// Orders and revenue per currency of one window.
+type Totals = BTreeMap<DateTime<Utc>, (u64, BTreeMap<String, i64>)>;
+
+fn window_start(at: DateTime<Utc>, window_secs: i64) -> DateTime<Utc> {
+    let millis = at.timestamp_millis();
+    let length = window_secs * 1000;
+    DateTime::from_timestamp_millis(millis - millis.rem_euclid(length)).expect("time")
+}
+
+/// What the stats should say: every order message in the orders topic, by `created_at`.
+fn expected_totals(orders: &[Record], window_secs: i64) -> Totals {
+    let mut totals = Totals::new();
+    for record in orders {
+        let order: serde_json::Value =
+            serde_json::from_slice(record.value.as_deref().expect("value")).expect("an order");
+        let created: DateTime<Utc> = order["created_at"]
+            .as_str()
+            .and_then(|text| text.parse().ok())
+            .expect("created_at");
+        let window = totals
+            .entry(window_start(created, window_secs))
+            .or_default();
+        window.0 += 1;
+        *window
+            .1
+            .entry(order["currency"].as_str().expect("currency").to_string())
+            .or_default() += order["total_cents"].as_i64().expect("total");
+    }
+    totals
+}
+
+/// The stats topic read as the README says: every record checked against the schema, the last
+/// record per key kept, the parts of each window summed.
+fn published_totals(pipeline: &Pipeline) -> (Totals, Vec<(String, serde_json::Value)>) {
+    let schema: serde_json::Value = serde_json::from_str(STATS_SCHEMA_JSON).expect("schema");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let records = read_topic(&pipeline.bootstrap(), &pipeline.stats, 1);
+    let mut all = Vec::new();
+    let mut latest: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    for record in &records {
+        let key = String::from_utf8(record.key.clone().expect("a key")).expect("text key");
+        let value: serde_json::Value =
+            serde_json::from_slice(record.value.as_deref().expect("a value")).expect("JSON");
+        if let Err(error) = validator.validate(&value) {
+            panic!("stats record does not match its schema: {error}\n{value}");
+        }
+        assert_eq!(
+            key,
+            format!(
+                "{}/{}/{}/{}",
+                value["group"].as_str().expect("group"),
+                value["window_start"].as_str().expect("start"),
+                value["partition"],
+                value["first_offset"]
+            ),
+            "the key names the part"
+        );
+        all.push((key.clone(), value.clone()));
+        latest.insert(key, value);
+    }
+    let mut totals = Totals::new();
+    for value in latest.values() {
+        let start: DateTime<Utc> = value["window_start"]
+            .as_str()
+            .and_then(|text| text.parse().ok())
+            .expect("window_start");
+        let window = totals.entry(start).or_default();
+        window.0 += value["orders"].as_u64().expect("orders");
+        for (currency, cents) in value["revenue_cents"].as_object().expect("revenue") {
+            *window.1.entry(currency.clone()).or_default() += cents.as_i64().expect("cents");
+        }
+    }
+    (totals, all)
+}
+
+/// `order-tracker window-totals --json`, as a user runs it, read into the same shape.
+fn subcommand_totals(pipeline: &Pipeline) -> Totals {
+    let output = Command::new(binary_path("order-tracker"))
+        .args(["window-totals", "--json"])
+        .env_clear()
+        .env("KAFKA_BOOTSTRAP_SERVERS", pipeline.bootstrap())
+        .env("ORDERS_TOPIC", &pipeline.orders)
+        .env("DEAD_LETTER_TOPIC", &pipeline.dead_letters)
+        .env("WINDOW_STATS_TOPIC", &pipeline.stats)
+        .output()
+        .expect("run order-tracker window-totals");
+    assert!(
+        output.status.success(),
+        "window-totals failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut totals = Totals::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let window: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        let start: DateTime<Utc> = window["window_start"]
+            .as_str()
+            .and_then(|text| text.parse().ok())
+            .expect("window_start");
+        let revenue = window["revenue_cents"]
+            .as_object()
+            .expect("revenue")
+            .iter()
+            .map(|(currency, cents)| (currency.clone(), cents.as_i64().expect("cents")))
+            .collect();
+        totals.insert(start, (window["orders"].as_u64().expect("orders"), revenue));
+    }
+    totals
+}
+
+#[test]
+fn window_totals_equal_the_orders_produced_across_a_sigkill_and_a_scale_out() {
+    let pipeline = Pipeline::new(3);
+    let total = 2400;
+    let mut producer = pipeline
+        .producer()
+        .env("ORDER_COUNT", total)
+        .env("ORDERS_PER_SECOND", 200)
+        .spawn();
+    // Short spans, so that windows are split into several parts, and replays cross them.
+    let tracker = || {
+        pipeline
+            .tracker("windows")
+            .env("WINDOW_PART_SPAN_OFFSETS", 150)
+    };
+    let mut first = tracker().spawn();
+    let first_published = first.wait_until(Duration::from_secs(60), |events| {
+        tracked(events).len() >= 600 && named(events, "window_part").count() >= 3
+    });
+    assert!(first_published, "{}", first.report());
+    // Kill it only once the group has a checkpoint, and has read on past it: the successor
+    // must resume from a commit, not from the start (where any commit model is exact).
+    let checkpointed = pipeline_tests::eventually(Duration::from_secs(30), || {
+        committed_offsets(&pipeline, "windows")
+            .values()
+            .any(|o| *o > 0)
+    });
+    assert!(checkpointed, "no checkpoint committed\n{}", first.report());
+    std::thread::sleep(Duration::from_secs(1));
+    first.kill(); // SIGKILL, of the process: no handover, no final commit
+
+    let resumed_at = committed_offsets(&pipeline, "windows");
+    let mut restarted = tracker().spawn();
+    assert!(
+        restarted.wait_until(Duration::from_secs(60), |e| tracked(e).len() >= 200),
+        "{}",
+        restarted.report()
+    );
+    let mut second = tracker().spawn(); // scale from one tracker to two
+    let status = producer
+        .wait_exit(Duration::from_secs(90))
+        .expect("producer ends");
+    assert!(status.success(), "{}", producer.report());
+
+    let orders = read_topic(&pipeline.bootstrap(), &pipeline.orders, total);
+    assert_eq!(orders.len(), total);
+    let expected = expected_totals(&orders, 2);
+    // Every window's parts reach the topic: closed by order time, or published while quiet.
+    let mut published = Totals::new();
+    let matched = pipeline_tests::eventually(Duration::from_secs(60), || {
+        published = published_totals(&pipeline).0;
+        published == expected
+    });
+    assert!(
+        matched,
+        "published {published:?}\nexpected {expected:?}\n{}\n{}",
+        restarted.report(),
+        second.report()
+    );
+
+    // The replay after the SIGKILL really happened: the successors read again orders the
+    // killed tracker had already counted (the commit lags the open windows).
+    let first_ids: BTreeSet<String> = tracked(&first.events())
+        .into_iter()
+        .map(|t| t.order_id)
+        .collect();
+    let replayed = tracked(&restarted.events())
+        .into_iter()
+        .chain(tracked(&second.events()))
+        .filter(|t| first_ids.contains(&t.order_id))
+        .count();
+    assert!(replayed > 0, "no order was replayed after the SIGKILL");
+
+    // It resumed where the checkpoints said, not from the start.
+    assert!(
+        resumed_at.values().any(|offset| *offset > 0),
+        "{resumed_at:?}"
+    );
+
+    // A clean stop of both hands their partitions over; the totals stay exact.
+    stop_gracefully(&mut restarted);
+    stop_gracefully(&mut second);
+    let (after_stop, records) = published_totals(&pipeline);
+    assert_eq!(after_stop, expected, "after both trackers stopped");
+    assert!(
+        records
+            .iter()
+            .any(|(_, value)| value["part_end"] == "span_ended"),
+        "windows were split into spans"
+    );
+    assert_eq!(subcommand_totals(&pipeline), expected, "window-totals");
+}
+
+/// The group's committed offsets on the orders topic, by partition, read by a plain client.
+fn committed_offsets(pipeline: &Pipeline, group: &str) -> BTreeMap<i32, i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", pipeline.bootstrap())
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("a plain consumer");
+    let mut list = rdkafka::TopicPartitionList::new();
+    for partition in 0..3 {
+        list.add_partition(&pipeline.orders, partition);
+    }
+    consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .map(|committed| {
+            committed
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    rdkafka::Offset::Offset(offset) => Some((e.partition(), offset)),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A valid order as an outside client would write it.
+fn order_json(created_at: DateTime<Utc>, currency: &str, cents: i64) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "schema_version": 1,
+        "order_id": uuid::Uuid::new_v4().to_string(),
+        "customer_id": "CUST-00042",
+        "created_at": created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "items": [{"sku": "PIZ-MARG", "name": "Margherita", "quantity": 1, "unit_price_cents": cents}],
+        "total_cents": cents,
+        "currency": currency
+    }))
+    .expect("json")
+}
+
+#[test]
+fn late_and_future_dated_orders_are_reported_and_currencies_stay_apart() {
+    let pipeline = Pipeline::new(1);
+    let mut tracker = pipeline
+        .tracker("late")
+        .env("WINDOW_SECS", 10)
+        .env("WINDOW_GRACE_SECS", 2)
+        .spawn();
+    assert!(
+        tracker.wait_for_event("partitions_assigned", Duration::from_secs(60)),
+        "{}",
+        tracker.report()
+    );
+    // A window well in the past, so that every order here is dated by the test alone.
+    let now = Utc::now();
+    let w = window_start(now - chrono::Duration::minutes(5), 10);
+    let secs = chrono::Duration::seconds;
+    let future = now + chrono::Duration::hours(1);
+    let messages: Vec<(&str, Vec<u8>)> = vec![
+        ("in W", order_json(w + secs(1), "EUR", 1000)),
+        ("in W", order_json(w + secs(2), "USD", 700)),
+        ("in W", order_json(w + secs(3), "EUR", 250)),
+        ("closes W", order_json(w + secs(15), "EUR", 100)), // watermark W+15 >= W+10+2
+        ("late", order_json(w + secs(5), "EUR", 999)),
+        ("future", order_json(future, "EUR", 500)), // must not move the watermark
+        ("in W+10", order_json(w + secs(16), "USD", 300)), // so this is not late
+        ("closes W+10", order_json(w + secs(40), "EUR", 50)),
+    ];
+    let late_id =
+        serde_json::from_slice::<serde_json::Value>(&messages[4].1).expect("json")["order_id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+    let raw: Vec<_> = messages
+        .iter()
+        .map(|(_, value)| (Some(b"CUST-00042".as_slice()), Some(value.as_slice())))
+        .collect();
+    produce_raw(&pipeline.bootstrap(), &pipeline.orders, &raw);
+    assert!(
+        tracker.wait_until(Duration::from_secs(30), |e| {
+            tracked(e).len() == messages.len() && named(e, "window_part").count() >= 2
+        }),
+        "{}",
+        tracker.report()
+    );
+    stop_gracefully(&mut tracker); // hands the open windows over: published too
+
+    let events = tracker.events();
+    let late: Vec<_> = named(&events, "late_order").collect();
+    assert_eq!(late.len(), 1, "{}", tracker.report());
+    assert_eq!(late[0].field("order_id"), Some(late_id));
+
+    let (totals, records) = published_totals(&pipeline);
+    let cents = |pairs: &[(&str, i64)]| -> BTreeMap<String, i64> {
+        pairs.iter().map(|(c, v)| (c.to_string(), *v)).collect()
+    };
+    assert_eq!(
+        totals.get(&w),
+        Some(&(3, cents(&[("EUR", 1250), ("USD", 700)]))),
+        "window W: three orders, currencies apart, the late one in no window"
+    );
+    assert_eq!(
+        totals.get(&(w + secs(10))),
+        Some(&(2, cents(&[("EUR", 100), ("USD", 300)]))),
+        "window W+10 took the order after the future-dated one: not late"
+    );
+    assert_eq!(
+        totals.get(&window_start(future, 10)).map(|t| t.0),
+        Some(1),
+        "the future-dated order counts in its own window"
+    );
+    let ends: HashMap<String, String> = records
+        .iter()
+        .map(|(_, v)| {
+            (
+                v["window_start"].as_str().expect("start").to_string(),
+                v["part_end"].as_str().expect("end").to_string(),
+            )
+        })
+        .collect();
+    let start_of = |at: DateTime<Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    assert_eq!(ends[&start_of(w)], "window_closed");
+    assert_eq!(ends[&start_of(w + secs(10))], "window_closed");
+    assert_eq!(ends[&start_of(window_start(future, 10))], "handed_over");
+}
