@@ -4,7 +4,8 @@
 #   - actionlint        .github/workflows/*.yml (it also shellchecks their `run:` scripts)
 #   - shellcheck        every *.sh in the repository
 #   - yamllint          docker-compose.yml, deploy/*.yml, the workflows (settings: .yamllint)
-#   - check-jsonschema  services/order-contract/schema/*.json against their metaschema
+#   - check-jsonschema  the published record schemas (services/*/schema/*.json) against their
+#                       metaschema
 #   - compose config    docker-compose.yml alone and with deploy/compose.standin.yml, when a
 #                       Compose command is installed
 #   - promtool          deploy/observability/prometheus.yml (`promtool check config`), with the
@@ -99,7 +100,7 @@ lint_yaml() {
 
 lint_schemas() {
     local files
-    mapfile -t files < <(repo_files 'services/order-contract/schema/*.json')
+    mapfile -t files < <(repo_files 'services/*/schema/*.json')
     check-jsonschema --check-metaschema "${files[@]}"
 }
 
@@ -164,8 +165,8 @@ run_check "hadolint: Dockerfiles" lint_dockerfiles
 run_check "actionlint: GitHub workflows" lint_workflows
 run_check "shellcheck: shell scripts" lint_shell
 run_check "yamllint: compose files and workflows" lint_yaml
-if [[ -n "$(repo_files 'services/order-contract/schema/*.json')" ]]; then
-    run_check "check-jsonschema: order contract schemas are valid JSON Schema" lint_schemas
+if [[ -n "$(repo_files 'services/*/schema/*.json')" ]]; then
+    run_check "check-jsonschema: published record schemas are valid JSON Schema" lint_schemas
 fi
 run_check "deploy/example.env lists exactly the variables docker-compose.yml reads" lint_env_knobs
 run_check "promtool check config: deploy/observability/prometheus.yml" lint_prometheus
