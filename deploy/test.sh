@@ -13,7 +13,8 @@
 #      registry is reachable, otherwise on stand-ins built from Debian packages
 #      (deploy/standins/). On the same stack: an order posted over HTTP is tracked, and the
 #      `observability` profile's Prometheus (a Debian-package stand-in without a registry)
-#      scrapes every producer and tracker and answers every dashboard query with data.
+#      scrapes every producer and tracker and answers every dashboard query with data; and
+#      `order-tracker window-totals` gives each window exactly the orders in the topic.
 #      `cargo test --workspace` leaves this target out (it is declared `test = false`), so it
 #      runs once, here.
 #

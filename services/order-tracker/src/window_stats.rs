@@ -317,6 +317,9 @@ pub struct WindowTotals {
     /// How many parts, from which partitions.
     pub parts: u64,
     pub partitions: Vec<i32>,
+    /// Parts published while still open (`part_end` `quiet`): more orders may replace them.
+    /// 0 means every part published so far has ended.
+    pub open_parts: u64,
 }
 
 /// Sums records into whole-window totals, keeping the last record per key (records in the
@@ -353,6 +356,9 @@ impl TotalsReader {
                 });
             totals.orders += record.orders;
             totals.parts += 1;
+            if record.part_end == PartEnd::Quiet.as_str() {
+                totals.open_parts += 1;
+            }
             if !totals.partitions.contains(&record.partition) {
                 totals.partitions.push(record.partition);
                 totals.partitions.sort_unstable();
@@ -375,9 +381,13 @@ impl TotalsReader {
 impl std::fmt::Display for WindowTotals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let partitions: Vec<String> = self.partitions.iter().map(i32::to_string).collect();
+        let open = match self.open_parts {
+            0 => String::new(),
+            n => format!(", {n} still open"),
+        };
         write!(
             f,
-            "window {} group {}: {} orders, revenue {} ({} parts from partitions {})",
+            "window {} group {}: {} orders, revenue {} ({} parts from partitions {}{open})",
             describe_window(self.window_start, self.window_end),
             self.group,
             self.orders,
@@ -528,12 +538,12 @@ mod tests {
             &part(0, 10, &[("EUR", 100), ("EUR", 200)]),
             PartEnd::WindowClosed,
         ));
-        reader.read(&encode(&part(1, 7, &[("USD", 50)]), PartEnd::WindowClosed));
+        reader.read(&encode(&part(1, 7, &[("USD", 50)]), PartEnd::Quiet));
         reader.read(b"{\"not\": \"a record\"}");
         let totals = reader.totals();
         assert_eq!(totals.len(), 1);
         let window = &totals[0];
-        assert_eq!((window.orders, window.parts), (3, 2));
+        assert_eq!((window.orders, window.parts, window.open_parts), (3, 2, 1));
         assert_eq!(window.partitions, [0, 1]);
         assert_eq!(
             window.revenue_cents,
@@ -544,8 +554,11 @@ mod tests {
         assert_eq!(
             window.to_string(),
             "window 2027-01-15T08:00:00Z..2027-01-15T08:01:00Z group g: 3 orders, revenue \
-             EUR 3.00, USD 0.50 (2 parts from partitions 0,1)"
+             EUR 3.00, USD 0.50 (2 parts from partitions 0,1, 1 still open)"
         );
+        // The open part ends: the window has no open part any more.
+        reader.read(&encode(&part(1, 7, &[("USD", 50)]), PartEnd::WindowClosed));
+        assert_eq!(reader.totals()[0].open_parts, 0);
     }
 
     #[test]

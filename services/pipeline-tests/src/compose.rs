@@ -359,6 +359,12 @@ impl Compose {
         ))
     }
 
+    /// Runs `docker compose <args>`; `Ok` holds stdout alone (what a `run` of a service printed,
+    /// without Compose's own progress lines).
+    pub fn run_stdout(&self, args: &[&str]) -> Result<String, String> {
+        run(&mut self.command(args)).map(|output| String::from_utf8_lossy(&output.stdout).into())
+    }
+
     /// `docker compose --profile <profile> <args>` (`*` = every profile), run like
     /// [`Compose::run`]: for the commands that reach a profile's services.
     pub fn run_in_profile(&self, profile: &str, args: &[&str]) -> Result<String, String> {

@@ -8,6 +8,8 @@
 //! - [`topics`]: reading and writing topics directly, and creating them with `topic-init`;
 //! - [`pipeline`]: a broker with fresh topics and the services configured for it;
 //! - [`wait`]: [`eventually`], the one way the tests wait;
+//! - [`window_totals`]: window totals from the orders themselves and from
+//!   `order-tracker window-totals --json`, compared by the window tests;
 //! - [`observability`]: the proof of docker-compose.yml's `observability` profile (Prometheus
 //!   finds every service by name; every dashboard query returns data), callable on any stack;
 //! - [`python`]: clients the project did not write (Python's `confluent-kafka`, `jsonschema`),
@@ -24,6 +26,7 @@ pub mod process;
 pub mod python;
 pub mod topics;
 pub mod wait;
+pub mod window_totals;
 
 pub use broker::{TestBroker, free_port, tansu_binary};
 pub use events::{Delivered, Event, OrderLine};

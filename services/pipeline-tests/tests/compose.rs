@@ -15,7 +15,9 @@
 //! is not needed for the proof and its pinned image cannot be pulled without a registry), must
 //! scrape every producer and every tracker by service name, after the scale-out and after a
 //! tracker stops, and every PromQL query of the committed dashboard must return series with
-//! the panel's labels and non-zero values for what the test caused.
+//! the panel's labels and non-zero values for what the test caused. Last before `down`, the
+//! README's `window-totals` command must print, for every window, exactly the orders that the
+//! broker's own consumer reads from the topic, with at least one window closed (issue 7).
 //!
 //! Where no registry is reachable the stand-ins of `deploy/standins/` replace the pulled images
 //! (see `pipeline_tests::compose::Setup`); GitHub's runners run this same test on the real ones.
@@ -29,6 +31,7 @@ use pipeline_tests::compose::{
     inspect, now_for_since, now_nanos, repo_root, run, skip_requested,
 };
 use pipeline_tests::observability::{Prometheus, check_dashboard, check_discovery, until_ok};
+use pipeline_tests::window_totals::{Totals, expected_totals, parse_window_totals};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -46,6 +49,9 @@ const SETTLE: Duration = Duration::from_secs(90);
 const OWN_LAYER_BUDGET_BYTES: u64 = 10_000_000;
 /// The topic the services use (their default, set explicitly for the reader).
 const ORDERS_TOPIC: &str = "orders";
+/// The statistics windows: short, so that several close while the stack runs (the grace
+/// period stays at its default).
+const WINDOW_SECS: i64 = 15;
 /// The services Prometheus scrapes; its job names are these service names.
 const SCRAPED: [&str; 2] = ["order-producer", "order-tracker"];
 /// How long Prometheus may take to find a change of containers (DNS refresh and scrape
@@ -128,6 +134,7 @@ fn the_readme_commands_run_the_pipeline_end_to_end() {
             "prometheus discovery after the stop",
             "producer stop",
             "exactly once",
+            "window totals",
             "down",
         ] {
             checks.not_run(name, "the stack did not come up");
@@ -183,6 +190,10 @@ fn the_readme_commands_run_the_pipeline_end_to_end() {
             "every delivered order is tracked exactly once across all trackers, none lost",
             || every_order_tracked_once(&stack),
         );
+        checks.run(
+            "`window-totals` (README) prints, for each window, exactly the orders in the topic; a closed window among them",
+            || window_totals_match_the_orders(&stack),
+        );
         // `down` removes the containers and their logs: a failure so far is reported first.
         if checks.any_failed() {
             eprintln!("{}", stack.compose.logs_for_report(300, 40));
@@ -233,7 +244,7 @@ impl Drop for Teardown<'_> {
 }
 
 /// What the services run with: a rate that fills every partition within seconds, statistics
-/// often enough to read, JSON logs at info (one line per order), and the host ports on free
+/// and windows short enough to read, JSON logs at info (one line per order), and the host ports on free
 /// ones so that parallel stacks do not collide. `ORDER_COUNT` stays unset: the producer runs
 /// until it is stopped. Alerts are made frequent so that the dashboard's alert panel, which
 /// shows what grew between scrapes, has something to show: orders above 50.00 are high-value
@@ -253,6 +264,7 @@ fn service_env(ports: &HostPorts) -> Vec<(&'static str, Option<String>)> {
         ("ALERT_ORDER_TOTAL_CENTS", Some("5000".into())),
         ("ALERT_BURST_COUNT", Some("1".into())),
         ("ALERT_BURST_WINDOW_SECS", Some("5".into())),
+        ("WINDOW_SECS", Some(WINDOW_SECS.to_string())),
         ("ORDER_COUNT", None),
     ]
 }
@@ -997,6 +1009,189 @@ fn every_order_tracked_once(stack: &Stack) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8b. Window totals, read as the README says
+
+/// After the producer stopped: `docker compose run --rm --no-deps order-tracker window-totals
+/// --json` (the README's command) must give, for every window, the count and revenue of the
+/// orders in the orders topic by `created_at`, read with the broker image's own consumer; and
+/// at least one of those windows must be closed (no part still open), not merely published as
+/// it stood when its partition went quiet. Every delivered order must be among those read, so
+/// that a short read cannot make the comparison pass.
+fn window_totals_match_the_orders(stack: &Stack) -> Result<(), String> {
+    let delivered = deliveries(&stack.compose.container("order-producer")?.logs(None));
+    let orders = orders_in_topic(stack)?;
+    let read: BTreeSet<&str> = orders
+        .iter()
+        .filter_map(|order| order["order_id"].as_str())
+        .collect();
+    let unread: Vec<&String> = delivered
+        .keys()
+        .filter(|id| !read.contains(id.as_str()))
+        .collect();
+    if !unread.is_empty() {
+        return Err(format!(
+            "{} delivered orders not read back from the topic, e.g. {:?}",
+            unread.len(),
+            &unread[..unread.len().min(5)]
+        ));
+    }
+    let expected = expected_totals(&orders, WINDOW_SECS)?;
+    let published = || -> Result<(Totals, BTreeSet<chrono::DateTime<chrono::Utc>>), String> {
+        let json = stack.compose.run_stdout(&[
+            "run",
+            "--rm",
+            "--no-deps",
+            "order-tracker",
+            "window-totals",
+            "--json",
+        ])?;
+        parse_window_totals(&json, "order-tracker")
+    };
+    // The last windows are published once their partitions are quiet (a grace period, 10 s).
+    let mut last = Err("not run".to_string());
+    let matched = eventually(SETTLE, || {
+        last = published();
+        matches!(&last, Ok((totals, _)) if *totals == expected)
+    });
+    let (totals, ended) = last?;
+    if !matched {
+        let differing: Vec<String> = expected
+            .keys()
+            .chain(totals.keys())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .filter(|start| expected.get(*start) != totals.get(*start))
+            .map(|start| {
+                format!(
+                    "{start}: orders in the topic {:?}, window-totals {:?}",
+                    expected.get(start),
+                    totals.get(start)
+                )
+            })
+            .collect();
+        return Err(format!(
+            "within {} s, window-totals never matched the {} orders in the topic:\n{}",
+            SETTLE.as_secs(),
+            orders.len(),
+            differing.join("\n")
+        ));
+    }
+    let closed: Vec<_> = ended
+        .iter()
+        .filter(|start| totals.contains_key(*start))
+        .collect();
+    let Some(first_closed) = closed.first() else {
+        return Err(format!(
+            "{} windows match the topic, but none is closed: every one has a part still open",
+            totals.len()
+        ));
+    };
+    eprintln!(
+        "# {} orders in {} windows of {WINDOW_SECS} s, {} closed; e.g. {first_closed}: {:?}",
+        orders.len(),
+        totals.len(),
+        closed.len(),
+        totals[*first_closed]
+    );
+    // The plain form, as the README shows it, runs too.
+    let text = stack.compose.run_stdout(&[
+        "run",
+        "--rm",
+        "--no-deps",
+        "order-tracker",
+        "window-totals",
+    ])?;
+    let summary = format!("{} window(s) from order-stats", totals.len());
+    if !text.contains(&summary) {
+        return Err(format!(
+            "window-totals without --json did not end with {summary:?}:\n{text}"
+        ));
+    }
+    Ok(())
+}
+
+/// Every order in the orders topic, as JSON, read with the broker image's own consumer (not
+/// this project's code); messages that are not JSON orders (the poison) are left out.
+fn orders_in_topic(stack: &Stack) -> Result<Vec<serde_json::Value>, String> {
+    let kafka = stack.compose.container("kafka")?;
+    let exec = |tool: &[&str]| -> Result<String, String> {
+        let output = run(Command::new("docker").args(["exec", &kafka.id]).args(tool))?;
+        Ok(String::from_utf8_lossy(&output.stdout).into())
+    };
+    let mut values = Vec::new();
+    match stack.compose.setup.images {
+        Images::StandIn { .. } => {
+            let broker = "tcp://127.0.0.1:29092";
+            let topics: serde_json::Value = serde_json::from_str(&exec(&[
+                "/usr/local/bin/tansu",
+                "topic",
+                "list",
+                "--broker",
+                broker,
+            ])?)
+            .map_err(|e| format!("tansu topic list: {e}"))?;
+            let partitions = topics
+                .as_array()
+                .and_then(|all| all.iter().find(|t| t["name"] == ORDERS_TOPIC))
+                .and_then(|topic| topic["partitions"].as_array())
+                .map_or(0, Vec::len);
+            // One fetch per partition, as large as the topic: each line is one batch of
+            // {"key", "value"} objects, a JSON value parsed, anything else a string.
+            for partition in 0..partitions {
+                let batches = exec(&[
+                    "/usr/local/bin/tansu",
+                    "cat",
+                    "consume",
+                    ORDERS_TOPIC,
+                    "--broker",
+                    broker,
+                    "--partition",
+                    &partition.to_string(),
+                    "--max-wait-time-ms",
+                    "1000",
+                    "--partition-max-bytes",
+                    "52428800",
+                ])?;
+                for line in batches.lines().filter(|l| !l.trim().is_empty()) {
+                    let batch: Vec<serde_json::Value> = serde_json::from_str(line)
+                        .map_err(|e| format!("tansu cat consume printed {line:.200}: {e}"))?;
+                    values.extend(batch.into_iter().map(|message| message["value"].clone()));
+                }
+            }
+        }
+        Images::Real => {
+            // It ends by timing out, which some versions report with a non-zero status: what
+            // it read counts once it says how many messages it processed.
+            let output = Command::new("docker")
+                .args(["exec", &kafka.id, "kafka-console-consumer"])
+                .args([
+                    "--bootstrap-server",
+                    "localhost:29092",
+                    "--topic",
+                    ORDERS_TOPIC,
+                ])
+                .args(["--from-beginning", "--timeout-ms", "10000"])
+                .output()
+                .map_err(|e| format!("docker exec kafka-console-consumer: {e}"))?;
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            if !stderr.contains("Processed a total of") {
+                return Err(format!("kafka-console-consumer failed: {stderr}"));
+            }
+            let lines = String::from_utf8_lossy(&output.stdout);
+            values.extend(
+                lines
+                    .lines()
+                    .filter_map(|line| serde_json::from_str(line).ok()),
+            );
+        }
+    }
+    Ok(values
+        .into_iter()
+        .filter(|value| value.get("order_id").is_some())
+        .collect())
 }
 
 // ---------------------------------------------------------------------------------------------

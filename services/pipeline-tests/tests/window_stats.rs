@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use pipeline_tests::events::{named, tracked};
+use pipeline_tests::window_totals::{self, Totals, parse_window_totals, window_start};
 use pipeline_tests::{Pipeline, Record, binary_path, produce_raw, read_topic, stop_gracefully};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::Command;
@@ -14,35 +15,15 @@ use std::time::Duration;
 const STATS_SCHEMA_JSON: &str =
     include_str!("../../order-tracker/schema/order-stats.v1.schema.json");
 
-/// Orders and revenue per currency of one window.
-type Totals = BTreeMap<DateTime<Utc>, (u64, BTreeMap<String, i64>)>;
-
-fn window_start(at: DateTime<Utc>, window_secs: i64) -> DateTime<Utc> {
-    let millis = at.timestamp_millis();
-    let length = window_secs * 1000;
-    DateTime::from_timestamp_millis(millis - millis.rem_euclid(length)).expect("time")
-}
-
 /// What the stats should say: every order message in the orders topic, by `created_at`.
 fn expected_totals(orders: &[Record], window_secs: i64) -> Totals {
-    let mut totals = Totals::new();
-    for record in orders {
-        let order: serde_json::Value =
-            serde_json::from_slice(record.value.as_deref().expect("value")).expect("an order");
-        let created: DateTime<Utc> = order["created_at"]
-            .as_str()
-            .and_then(|text| text.parse().ok())
-            .expect("created_at");
-        let window = totals
-            .entry(window_start(created, window_secs))
-            .or_default();
-        window.0 += 1;
-        *window
-            .1
-            .entry(order["currency"].as_str().expect("currency").to_string())
-            .or_default() += order["total_cents"].as_i64().expect("total");
-    }
-    totals
+    let values: Vec<serde_json::Value> = orders
+        .iter()
+        .map(|record| {
+            serde_json::from_slice(record.value.as_deref().expect("value")).expect("an order")
+        })
+        .collect();
+    window_totals::expected_totals(&values, window_secs).expect("orders")
 }
 
 /// The stats topic read as the README says: every record checked against the schema, the last
@@ -105,22 +86,9 @@ fn subcommand_totals(pipeline: &Pipeline) -> Totals {
         "window-totals failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let mut totals = Totals::new();
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
-        let window: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
-        let start: DateTime<Utc> = window["window_start"]
-            .as_str()
-            .and_then(|text| text.parse().ok())
-            .expect("window_start");
-        let revenue = window["revenue_cents"]
-            .as_object()
-            .expect("revenue")
-            .iter()
-            .map(|(currency, cents)| (currency.clone(), cents.as_i64().expect("cents")))
-            .collect();
-        totals.insert(start, (window["orders"].as_u64().expect("orders"), revenue));
-    }
-    totals
+    parse_window_totals(&String::from_utf8_lossy(&output.stdout), "windows")
+        .expect("window-totals --json output")
+        .0
 }
 
 #[test]
