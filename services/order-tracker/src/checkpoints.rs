@@ -123,8 +123,8 @@ impl Book {
         }
     }
 
-    /// The open parts of quiet partitions that changed since last published (see
-    /// [`PartitionWindows::quiet`]), to publish as they stand.
+    /// The open parts of quiet partitions, ended (see [`PartitionWindows::quiet`]): to publish,
+    /// and to commit past synchronously before another message is handled.
     pub fn tick(&mut self, now: DateTime<Utc>) -> Vec<(Part, PartEnd)> {
         self.partitions
             .values_mut()

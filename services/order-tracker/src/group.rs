@@ -362,6 +362,32 @@ impl ConsumerContext for TrackerContext {
     }
 }
 
+/// Commits `commits` and waits for the outcome, retrying a failed commit until `limit` has
+/// passed (a commit refused during a rebalance succeeds once it is over). Blocking. The
+/// outcome is logged by `commit_callback` too.
+pub fn commit_synchronously<C: Consumer<TrackerContext>>(
+    consumer: &C,
+    commits: &TopicPartitionList,
+    limit: Duration,
+) -> KafkaResult<()> {
+    if commits.count() == 0 {
+        return Ok(());
+    }
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match consumer.commit(commits, CommitMode::Sync) {
+            Ok(()) => return Ok(()),
+            Err(err) if std::time::Instant::now() + Duration::from_millis(200) >= deadline => {
+                return Err(err);
+            }
+            Err(err) => {
+                warn!(event = "commit_failed", error = %err, "commit failed; retrying");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
 /// Commits a checkpoint without waiting; the outcome is logged by `commit_callback`.
 pub fn commit_checkpoint(consumer: &StreamConsumer<TrackerContext>, commits: &TopicPartitionList) {
     if commits.count() == 0 {

@@ -122,6 +122,11 @@ enum Handled {
 /// part sent is acknowledged, commits (what the background auto-commit's one second used to be).
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long a checkpoint that ended quiet partitions' parts may wait for their acknowledgements,
+/// and then for its commit: the loop handles no message meanwhile. Short, so that a SIGTERM in
+/// the meantime still leaves most of the shutdown budget.
+const QUIET_COMMIT_LIMIT: Duration = Duration::from_secs(3);
+
 /// The per-message glue: the handler's verdict, carried out with the Kafka clients.
 struct Tracker {
     handler: MessageHandler,
@@ -218,18 +223,35 @@ impl Tracker {
         self.publisher.publish_all(&counted.ended, &self.metrics);
     }
 
-    /// Publishes quiet partitions' open parts, then commits the checkpoints if every part sent is
-    /// acknowledged. `false` if a part could not be written: the tracker must stop without
-    /// committing past it.
+    /// Ends and publishes the open parts of quiet partitions, then commits the checkpoints if
+    /// every part sent is acknowledged. `false` if the tracker must stop: a part could not be
+    /// written, or parts ended by quiet could not be committed past in time (see
+    /// [`windows`]: that commit must land before another message is handled).
     fn checkpoint(&self, consumer: &StreamConsumer<TrackerContext>) -> bool {
-        let ended = match self.book.lock() {
+        let quiet = match self.book.lock() {
             Ok(mut book) => book.tick(Utc::now()),
             Err(_) => return false,
         };
-        self.publisher.publish_all(&ended, &self.metrics);
-        match self.publisher.acked_now() {
+        self.publisher.publish_all(&quiet, &self.metrics);
+        let acked = if quiet.is_empty() {
+            self.publisher.acked_now()
+        } else {
+            // Blocking, like a handover: no message is handled until the commit has landed.
+            self.publisher.wait_acked(QUIET_COMMIT_LIMIT)
+        };
+        match acked {
             Acked::All => {}
-            Acked::Pending(_) => return true,
+            Acked::Pending(_) if quiet.is_empty() => return true,
+            Acked::Pending(pending) => {
+                error!(
+                    event = "quiet_commit_timed_out",
+                    pending,
+                    "window parts of quiet partitions not acknowledged within {} ms; stopping, \
+                     so that the final handover (or the next owner) commits",
+                    QUIET_COMMIT_LIMIT.as_millis()
+                );
+                return false;
+            }
             Acked::Failed(failed) => {
                 error!(
                     event = "window_parts_failed",
@@ -244,12 +266,26 @@ impl Tracker {
             Ok(Ok(commits)) => commits,
             Ok(Err(err)) => {
                 warn!(event = "commit_failed", error = %err, "cannot build the checkpoint");
-                return true;
+                return quiet.is_empty();
             }
             Err(_) => return false,
         };
-        group::commit_checkpoint(consumer, &commits);
-        true
+        if quiet.is_empty() {
+            group::commit_checkpoint(consumer, &commits);
+            return true;
+        }
+        match group::commit_synchronously(consumer, &commits, QUIET_COMMIT_LIMIT) {
+            Ok(()) => true,
+            Err(err) => {
+                error!(
+                    event = "quiet_commit_failed",
+                    error = %err,
+                    "cannot commit past the window parts of quiet partitions; stopping, so that \
+                     the final handover (or the next owner) commits"
+                );
+                false
+            }
+        }
     }
 
     /// Logs the statistics summary, with its numbers as structured fields too.

@@ -7,8 +7,9 @@
 //! (Vector's Kafka source) with `topic` and `partition` labels (kafka-lag-exporter's label
 //! names), unprefixed so that dashboards written for those work here too. It is librdkafka's
 //! own `consumer_lag` from its statistics (every `statistics.interval.ms`): the partition's
-//! high watermark minus the group's committed offset, so it trails processing by at most the
-//! auto-commit interval. librdkafka knows it only for partitions this tracker holds and has
+//! high watermark minus the group's committed offset, so it trails processing by the open
+//! windows while orders flow (commits wait for their parts; see `windows`) and drains to 0
+//! once a quiet partition's parts end. librdkafka knows it only for partitions this tracker holds and has
 //! fetched from; a partition that moves away loses its series here and gains one at the
 //! tracker that takes it.
 

@@ -50,8 +50,8 @@ pub struct WindowRecord {
     pub last_offset: i64,
     /// Why the part ended: `window_closed` (the window's last part from this partition),
     /// `span_ended` (the window goes on in a later part), `handed_over` (the partition changed
-    /// owner; the next owner counts the rest), or `quiet`: not ended, published as it stood
-    /// because the partition was quiet; a later record under the same key replaces it.
+    /// owner; the next owner counts the rest), or `quiet`: nothing arrived from the partition
+    /// for a grace period, so the part ended there; the window goes on in a later part.
     pub part_end: String,
     pub orders: u64,
     /// Revenue per currency, in cents.
@@ -146,6 +146,10 @@ impl ClientContext for StatsAcks {
     fn error(&self, error: KafkaError, reason: &str) {
         self.errors.error(&error, reason);
     }
+
+    /// Statistics are not exported for this producer; rdkafka's default would parse them and
+    /// log the whole structure at info every interval.
+    fn stats_raw(&self, _statistics: &[u8]) {}
 }
 
 impl ProducerContext for StatsAcks {
@@ -317,9 +321,13 @@ pub struct WindowTotals {
     /// How many parts, from which partitions.
     pub parts: u64,
     pub partitions: Vec<i32>,
-    /// Parts published while still open (`part_end` `quiet`): more orders may replace them.
-    /// 0 means every part published so far has ended.
-    pub open_parts: u64,
+    /// Every partition with a part of this window has closed it (its watermark passed the
+    /// window's end plus grace): no more orders will count in it. Until then a later part may
+    /// add orders.
+    pub closed: bool,
+    /// The partitions that closed it.
+    #[serde(skip)]
+    closed_partitions: Vec<i32>,
 }
 
 /// Sums records into whole-window totals, keeping the last record per key (records in the
@@ -356,8 +364,10 @@ impl TotalsReader {
                 });
             totals.orders += record.orders;
             totals.parts += 1;
-            if record.part_end == PartEnd::Quiet.as_str() {
-                totals.open_parts += 1;
+            if record.part_end == PartEnd::WindowClosed.as_str()
+                && !totals.closed_partitions.contains(&record.partition)
+            {
+                totals.closed_partitions.push(record.partition);
             }
             if !totals.partitions.contains(&record.partition) {
                 totals.partitions.push(record.partition);
@@ -374,17 +384,23 @@ impl TotalsReader {
                 }
             }
         }
-        windows.into_values().collect()
+        windows
+            .into_values()
+            .map(|mut totals| {
+                totals.closed = totals
+                    .partitions
+                    .iter()
+                    .all(|p| totals.closed_partitions.contains(p));
+                totals
+            })
+            .collect()
     }
 }
 
 impl std::fmt::Display for WindowTotals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let partitions: Vec<String> = self.partitions.iter().map(i32::to_string).collect();
-        let open = match self.open_parts {
-            0 => String::new(),
-            n => format!(", {n} still open"),
-        };
+        let open = if self.closed { "" } else { ", still open" };
         write!(
             f,
             "window {} group {}: {} orders, revenue {} ({} parts from partitions {}{open})",
@@ -543,7 +559,7 @@ mod tests {
         let totals = reader.totals();
         assert_eq!(totals.len(), 1);
         let window = &totals[0];
-        assert_eq!((window.orders, window.parts, window.open_parts), (3, 2, 1));
+        assert_eq!((window.orders, window.parts, window.closed), (3, 2, false));
         assert_eq!(window.partitions, [0, 1]);
         assert_eq!(
             window.revenue_cents,
@@ -554,11 +570,12 @@ mod tests {
         assert_eq!(
             window.to_string(),
             "window 2027-01-15T08:00:00Z..2027-01-15T08:01:00Z group g: 3 orders, revenue \
-             EUR 3.00, USD 0.50 (2 parts from partitions 0,1, 1 still open)"
+             EUR 3.00, USD 0.50 (2 parts from partitions 0,1, still open)"
         );
-        // The open part ends: the window has no open part any more.
-        reader.read(&encode(&part(1, 7, &[("USD", 50)]), PartEnd::WindowClosed));
-        assert_eq!(reader.totals()[0].open_parts, 0);
+        // Partition 1 closes the window too: closed on every partition it has parts from.
+        reader.read(&encode(&part(1, 8, &[("USD", 50)]), PartEnd::WindowClosed));
+        let window = &reader.totals()[0];
+        assert_eq!((window.orders, window.parts, window.closed), (4, 3, true));
     }
 
     #[test]

@@ -35,15 +35,19 @@
 //!   message's Kafka timestamp than [`WindowSettings::future_tolerance`] is counted in its own
 //!   window, but does not move the watermark. The message timestamp, not the wall clock: a
 //!   replay reads the same timestamp again and so judges the same way.
-//! - **A quiet partition still publishes its windows.** Once nothing has *arrived* from a
-//!   partition for a grace period (wall time, so a replay reading old messages at full speed
-//!   never counts as quiet), its open parts are published as they stand
-//!   ([`PartitionWindows::quiet`], `part_end` `quiet`), and again whenever they change. They
-//!   stay open: the watermark moves by order time only, because a pause in reading (a
-//!   rebalance, a broker hiccup) looks just like a quiet partition from here, and moving the
-//!   watermark by the wall clock would then call the orders produced meanwhile late. An order
-//!   that arrives later for such a window joins the same part, under the same key, so readers
-//!   see the rewritten record; the part ends for good when the watermark passes it.
+//! - **A quiet partition still publishes its windows, and its commit catches up.** Once
+//!   nothing has *arrived* from a partition for a grace period (wall time, so a replay reading
+//!   old messages at full speed never counts as quiet), its open parts end there
+//!   ([`PartitionWindows::quiet`], `part_end` `quiet`), so that they are published and the
+//!   commit can pass them: an idle tracker's lag drains to zero. The windows stay open: the
+//!   watermark moves by order time only, because a pause in reading (a rebalance, a broker
+//!   hiccup) looks just like a quiet partition from here, and moving the watermark by the wall
+//!   clock would then call the orders produced meanwhile late. An order that arrives later for
+//!   such a window starts a new part. This is the one decision made by the wall clock, which
+//!   a replay cannot repeat: so the caller must publish those parts, await their
+//!   acknowledgements and commit right after them *synchronously*, before it handles another
+//!   message of the partition (as at a handover). Then no replay ever starts before the end of
+//!   a quiet part.
 //! - **Money is never summed across currencies**: every total is per currency.
 
 use chrono::{DateTime, Duration as TimeDelta, Utc};
@@ -70,8 +74,8 @@ pub enum PartEnd {
     SpanEnded,
     /// This process gave the partition up; the next owner counts the rest in its own parts.
     HandedOver,
-    /// Not ended: published as it stands because the partition is quiet; a later record under
-    /// the same key replaces it if more orders come.
+    /// Nothing arrived from the partition for a grace period: the part ended there, and the
+    /// commit passes it; more orders for its window go in a later part.
     Quiet,
 }
 
@@ -143,7 +147,11 @@ impl Part {
         self.orders += 1;
         add_cents(&mut self.revenue_cents, &order.currency, order.total_cents);
         for item in &order.items {
-            let totals = self.items.entry(item.sku.clone()).or_default();
+            // The SKU is copied only the first time this part sees it.
+            let totals = match self.items.get_mut(item.sku.as_str()) {
+                Some(totals) => totals,
+                None => self.items.entry(item.sku.clone()).or_default(),
+            };
             totals.quantity = totals.quantity.saturating_add(item.quantity);
             add_cents(
                 &mut totals.revenue_cents,
@@ -189,9 +197,6 @@ pub struct PartitionWindows {
     open: BTreeMap<DateTime<Utc>, Part>,
     /// Parts whose span ended, until [`PartitionWindows::take_closed`] takes them.
     span_ended: Vec<Part>,
-    /// The open parts as last published by [`PartitionWindows::quiet`]: window start to
-    /// (first offset, last offset), so that an unchanged part is not published again.
-    published_quiet: BTreeMap<DateTime<Utc>, (i64, i64)>,
     /// Closed parts a commit has not passed yet: (first offset, last offset, watermark before).
     closed: Vec<(i64, i64, Option<DateTime<Utc>>)>,
     late: u64,
@@ -223,7 +228,6 @@ impl PartitionWindows {
             last_arrival: None,
             open: BTreeMap::new(),
             span_ended: Vec::new(),
-            published_quiet: BTreeMap::new(),
             closed: Vec::new(),
             late: 0,
         }
@@ -297,32 +301,29 @@ impl PartitionWindows {
         Placement::Counted(counted)
     }
 
-    /// Once nothing has arrived for a grace period before `now`, the open parts that changed
-    /// since they were last published this way, to publish as they stand (they stay open).
-    /// Call it now and then; see the module header for why the watermark does not move.
+    /// Once nothing has arrived for a grace period before `now`, ends every open part where it
+    /// stands and returns them, to publish; they count as closed for [`checkpoint`]. The
+    /// caller must commit past them synchronously before handling another message of this
+    /// partition (see the module header). Call it now and then.
+    ///
+    /// [`checkpoint`]: PartitionWindows::checkpoint
     pub fn quiet(&mut self, now: DateTime<Utc>) -> Vec<Part> {
-        if self
-            .last_arrival
-            .is_none_or(|last| now - last < self.settings.grace)
+        if self.open.is_empty()
+            || self
+                .last_arrival
+                .is_none_or(|last| now - last < self.settings.grace)
         {
             return Vec::new();
         }
-        let changed: Vec<Part> = self
-            .open
-            .values()
-            .filter(|part| {
-                self.published_quiet.get(&part.key.window_start)
-                    != Some(&(part.key.first_offset, part.last_offset))
-            })
-            .cloned()
-            .collect();
-        for part in &changed {
-            self.published_quiet.insert(
-                part.key.window_start,
-                (part.key.first_offset, part.last_offset),
-            );
-        }
-        changed
+        let ended: Vec<Part> = std::mem::take(&mut self.open).into_values().collect();
+        self.closed.extend(ended.iter().map(|part| {
+            (
+                part.key.first_offset,
+                part.last_offset,
+                part.watermark_before,
+            )
+        }));
+        ended
     }
 
     /// Removes and returns the parts that are complete: those whose span ended, then those
@@ -575,28 +576,43 @@ mod tests {
     }
 
     #[test]
-    fn a_quiet_partition_publishes_its_open_parts_once_per_change_and_keeps_them_open() {
+    fn a_quiet_partition_ends_its_open_parts_so_that_the_commit_passes_them() {
         let mut windows = PartitionWindows::new(settings(), 0);
         assert!(windows.quiet(at(100)).is_empty(), "nothing read yet");
-        windows.read(0, at(50));
-        windows.add(0, &order(50, "EUR", &[("A", 1, 100)]), at(50));
+        for offset in 0..2 {
+            windows.read(offset, at(50));
+            windows.add(offset, &order(50, "EUR", &[("A", 1, 100)]), at(50));
+        }
         assert!(
             windows.quiet(at(59)).is_empty(),
             "not quiet for a grace period yet"
         );
-        let published = windows.quiet(at(60));
-        assert_eq!(published.len(), 1);
-        assert_eq!((published[0].key.first_offset, published[0].orders), (0, 1));
-        assert!(windows.quiet(at(70)).is_empty(), "unchanged: not again");
+        assert_eq!(
+            windows.checkpoint(2).offset,
+            0,
+            "the open part holds it back"
+        );
+        let ended = windows.quiet(at(60));
+        assert_eq!(ended.len(), 1);
+        assert_eq!((ended[0].key.first_offset, ended[0].orders), (0, 2));
+        assert!(windows.quiet(at(70)).is_empty(), "ended: not again");
         assert_eq!(windows.watermark(), Some(at(50)), "order time only");
-        // A pause in reading, then orders produced meanwhile: none is late, and the part
-        // published while quiet goes on under the same key.
-        windows.read(1, at(90));
-        let placed = windows.add(1, &order(55, "EUR", &[("A", 1, 100)]), at(55));
-        assert!(matches!(placed, Placement::Counted(key) if key.first_offset == 0));
+        assert_eq!(
+            windows.checkpoint(2),
+            Checkpoint {
+                offset: 2,
+                watermark: Some(at(50))
+            },
+            "the commit passes the ended part"
+        );
+        // A pause in reading, then orders produced meanwhile: none is late, and the window
+        // goes on in a new part.
+        windows.read(2, at(90));
+        let placed = windows.add(2, &order(55, "EUR", &[("A", 1, 100)]), at(55));
+        assert!(matches!(placed, Placement::Counted(key) if key.first_offset == 2));
         assert!(windows.quiet(at(95)).is_empty(), "arrived 5 s ago");
         let again = windows.quiet(at(100));
-        assert_eq!((again[0].key.first_offset, again[0].orders), (0, 2));
+        assert_eq!((again[0].key.first_offset, again[0].orders), (2, 1));
     }
 
     #[test]

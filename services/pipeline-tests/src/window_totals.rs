@@ -44,7 +44,7 @@ pub fn expected_totals<'a>(
 }
 
 /// What `window-totals --json` printed (one object per window), for `group`: the totals, and
-/// the windows with no part still open (`open_parts` 0).
+/// the windows it calls closed (`closed`: every partition with a part of it closed it).
 pub fn parse_window_totals(
     json_lines: &str,
     group: &str,
@@ -71,7 +71,10 @@ pub fn parse_window_totals(
             .map(|(currency, cents)| Ok((currency.clone(), cents.as_i64().ok_or(line)?)))
             .collect::<Result<BTreeMap<String, i64>, &str>>()
             .map_err(|line| format!("revenue not in cents in {line}"))?;
-        if window["open_parts"].as_u64() == Some(0) {
+        if window["closed"]
+            .as_bool()
+            .ok_or_else(|| format!("no closed in {line}"))?
+        {
             ended.insert(start);
         }
         totals.insert(start, (orders, revenue));

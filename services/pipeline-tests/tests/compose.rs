@@ -1017,8 +1017,8 @@ fn every_order_tracked_once(stack: &Stack) -> Result<(), String> {
 /// After the producer stopped: `docker compose run --rm --no-deps order-tracker window-totals
 /// --json` (the README's command) must give, for every window, the count and revenue of the
 /// orders in the orders topic by `created_at`, read with the broker image's own consumer; and
-/// at least one of those windows must be closed (no part still open), not merely published as
-/// it stood when its partition went quiet. Every delivered order must be among those read, so
+/// at least one of those windows must be closed (by every partition's watermark), not merely
+/// published because its partitions went quiet. Every delivered order must be among those read, so
 /// that a short read cannot make the comparison pass.
 fn window_totals_match_the_orders(stack: &Stack) -> Result<(), String> {
     let delivered = deliveries(&stack.compose.container("order-producer")?.logs(None));
@@ -1085,7 +1085,7 @@ fn window_totals_match_the_orders(stack: &Stack) -> Result<(), String> {
         .collect();
     let Some(first_closed) = closed.first() else {
         return Err(format!(
-            "{} windows match the topic, but none is closed: every one has a part still open",
+            "{} windows match the topic, but none is closed: every one is still open",
             totals.len()
         ));
     };

@@ -1,5 +1,6 @@
-//! topic-init: waits for a broker that is not up yet, creates the topics, is idempotent, and
-//! refuses an existing topic of another shape with the reason and a non-zero exit.
+//! topic-init: waits for a broker that is not up yet, creates the topics (orders, dead letters,
+//! window statistics), is idempotent, and refuses an existing topic of another shape with the
+//! reason and a non-zero exit.
 
 use pipeline_tests::events::named;
 use pipeline_tests::{Service, TestBroker, free_port, read_topic, unique_name};
@@ -8,7 +9,8 @@ use std::time::Duration;
 fn topic_init(bootstrap: &str, orders: &str, vars: &[(&str, &str)]) -> Service {
     let mut builder = Service::builder("topic-init", bootstrap)
         .env("ORDERS_TOPIC", orders)
-        .env("DEAD_LETTER_TOPIC", format!("{orders}.dlq"));
+        .env("DEAD_LETTER_TOPIC", format!("{orders}.dlq"))
+        .env("WINDOW_STATS_TOPIC", format!("{orders}.stats"));
     for (key, value) in vars {
         builder = builder.env(key, value);
     }
@@ -23,7 +25,7 @@ fn finish(mut service: Service) -> (i32, Service) {
 }
 
 #[test]
-fn topic_init_waits_for_a_late_broker_then_creates_both_topics() {
+fn topic_init_waits_for_a_late_broker_then_creates_the_three_topics() {
     let port = free_port();
     let bootstrap = format!("127.0.0.1:{port}");
     let orders = unique_name("orders");
@@ -51,12 +53,13 @@ fn topic_init_waits_for_a_late_broker_then_creates_both_topics() {
         created,
         vec![
             (orders.clone(), "6".to_string()),
-            (format!("{orders}.dlq"), "1".to_string())
+            (format!("{orders}.dlq"), "1".to_string()),
+            (format!("{orders}.stats"), "3".to_string())
         ]
     );
     assert!(named(&events, "broker_reachable").next().is_some());
 
-    // Both topics exist and take messages: the real producer can deliver to the orders topic.
+    // The topics exist and take messages: the real producer can deliver to the orders topic.
     let mut producer = Service::builder("order-producer", &broker.bootstrap())
         .env("ORDERS_TOPIC", &orders)
         .env("ORDER_COUNT", 12)
@@ -109,7 +112,7 @@ fn running_topic_init_twice_is_fine_and_another_shape_is_refused_with_the_reason
         &[("TOPIC_PARTITIONS", "3")],
     ));
     assert_eq!(code, 0, "{}", again.report());
-    assert_eq!(named(&again.events(), "topic_as_wanted").count(), 2);
+    assert_eq!(named(&again.events(), "topic_as_wanted").count(), 3);
 
     let reason_of = |service: &Service| {
         service

@@ -138,7 +138,7 @@ fn window_totals_equal_the_orders_produced_across_a_sigkill_and_a_scale_out() {
     let orders = read_topic(&pipeline.bootstrap(), &pipeline.orders, total);
     assert_eq!(orders.len(), total);
     let expected = expected_totals(&orders, 2);
-    // Every window's parts reach the topic: closed by order time, or published while quiet.
+    // Every window's parts reach the topic: closed by order time, or ended while quiet.
     let mut published = Totals::new();
     let matched = pipeline_tests::eventually(Duration::from_secs(60), || {
         published = published_totals(&pipeline).0;
