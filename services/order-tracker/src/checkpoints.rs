@@ -295,6 +295,36 @@ mod tests {
     }
 
     #[test]
+    fn a_quiet_partition_ends_its_parts_and_its_checkpoint_catches_up() {
+        let mut book = book();
+        book.take_over(0, None);
+        book.take_over(1, None);
+        book.handled(0, 7, Some(&order(5)), at(5), at(5));
+        book.handled(1, 3, Some(&order(5)), at(5), at(12));
+        assert_eq!(
+            offsets(&book.checkpoints().expect("list")),
+            [
+                (0, 7, encode_watermark(None)),
+                (1, 3, encode_watermark(None))
+            ],
+            "both held back by their open window"
+        );
+        // Partition 0 has been quiet for the grace period, partition 1 not yet.
+        let ended = book.tick(at(15));
+        assert_eq!(ended.len(), 1);
+        assert_eq!((ended[0].0.key.partition, ended[0].1), (0, PartEnd::Quiet));
+        assert_eq!(
+            offsets(&book.checkpoints().expect("list")),
+            [(0, 8, encode_watermark(Some(at(5))))],
+            "partition 0 commits right after its last message"
+        );
+        assert!(
+            book.tick(at(16)).is_empty(),
+            "nothing open on 0, 1 not quiet yet"
+        );
+    }
+
+    #[test]
     fn handing_over_commits_after_the_last_message_and_forgets_the_partition() {
         let mut book = book();
         book.take_over(0, Some(at(1)));

@@ -311,3 +311,92 @@ fn late_and_future_dated_orders_are_reported_and_currencies_stay_apart() {
     assert_eq!(ends[&start_of(w + secs(10))], "window_closed");
     assert_eq!(ends[&start_of(window_start(future, 10))], "handed_over");
 }
+
+/// The one wall-clock decision (a quiet partition ends its parts and commits past them) must
+/// not make a replay count twice: a window goes quiet twice, gets more orders, and its tracker
+/// is SIGKILLed; its successor resumes after the last quiet part, so the window's total is
+/// every order once.
+#[test]
+fn a_window_that_goes_quiet_and_resumes_stays_exact_across_a_sigkill() {
+    let pipeline = Pipeline::new(1);
+    let tracker = || pipeline.tracker("quiet").env("WINDOW_SECS", 30);
+    let mut first = tracker().spawn();
+    assert!(
+        first.wait_for_event("partitions_assigned", Duration::from_secs(60)),
+        "{}",
+        first.report()
+    );
+    // One window in the past, dated by the test alone, that stays open throughout: the
+    // watermark never passes its end plus grace.
+    let w = window_start(Utc::now() - chrono::Duration::minutes(5), 30);
+    let mut cents_in_w = 0;
+    let mut produced = 0;
+    let mut batch = |n: usize| {
+        let messages: Vec<Vec<u8>> = (0..n)
+            .map(|i| {
+                let cents = 100 + (produced + i) as i64;
+                cents_in_w += cents;
+                order_json(
+                    w + chrono::Duration::seconds(1 + (produced + i) as i64),
+                    "EUR",
+                    cents,
+                )
+            })
+            .collect();
+        produced += n;
+        let raw: Vec<_> = messages
+            .iter()
+            .map(|value| (Some(b"CUST-00042".as_slice()), Some(value.as_slice())))
+            .collect();
+        produce_raw(&pipeline.bootstrap(), &pipeline.orders, &raw);
+        produced
+    };
+    let quiet_parts = |events: &[pipeline_tests::Event]| {
+        named(events, "window_part")
+            .filter(|e| e.field("part_end").as_deref() == Some("quiet"))
+            .count()
+    };
+    for expected_quiet in 1..=2 {
+        let total = batch(4);
+        let committed = pipeline_tests::eventually(Duration::from_secs(30), || {
+            committed_offsets(&pipeline, "quiet").get(&0) == Some(&(total as i64))
+        });
+        assert!(
+            committed && quiet_parts(&first.events()) == expected_quiet,
+            "after {total} orders and a quiet second: commit {:?}\n{}",
+            committed_offsets(&pipeline, "quiet"),
+            first.report()
+        );
+    }
+    let total = batch(3);
+    assert!(
+        first.wait_until(Duration::from_secs(30), |e| tracked(e).len() == total),
+        "{}",
+        first.report()
+    );
+    first.kill(); // before this last batch is quiet: its part is neither published nor committed
+
+    let mut second = tracker().spawn();
+    assert!(
+        second.wait_until(Duration::from_secs(60), |e| tracked(e).len() >= 3),
+        "{}",
+        second.report()
+    );
+    stop_gracefully(&mut second);
+    assert_eq!(
+        tracked(&second.events()).len(),
+        3,
+        "resumed after the quiet parts\n{}",
+        second.report()
+    );
+    let (totals, _) = published_totals(&pipeline);
+    assert_eq!(
+        totals.get(&w),
+        Some(&(
+            total as u64,
+            BTreeMap::from([("EUR".to_string(), cents_in_w)])
+        )),
+        "every order of the window once\n{}",
+        second.report()
+    );
+}
