@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use lru::LruCache;
 use order_contract::{Money, Order};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
@@ -24,22 +24,39 @@ use uuid::Uuid;
 /// nothing here needs. The maps are bounded besides (see the module header).
 type FastHash = foldhash::fast::RandomState;
 
-/// Remembers the most recent order ids to recognise redeliveries.
+/// Remembers the most recent order ids to recognise redeliveries: the last `capacity` ids seen
+/// for the first time, oldest forgotten first. A ring of ids beside a set of them, both
+/// allocated once: no allocation per order (an LRU list allocates a node per entry, and its
+/// pointer chasing cost about 8% of the tracker's CPU when catching up).
 #[derive(Debug)]
 pub struct SeenOrders {
-    ids: LruCache<Uuid, ()>,
+    capacity: usize,
+    oldest_first: VecDeque<Uuid>,
+    ids: HashSet<Uuid, FastHash>,
 }
 
 impl SeenOrders {
     pub fn new(capacity: NonZeroUsize) -> Self {
+        let capacity = capacity.get();
         SeenOrders {
-            ids: LruCache::new(capacity),
+            capacity,
+            oldest_first: VecDeque::with_capacity(capacity),
+            ids: HashSet::with_capacity_and_hasher(capacity, FastHash::default()),
         }
     }
 
     /// Records `id`; true the first time it is seen (within the remembered window).
     pub fn first_sighting(&mut self, id: Uuid) -> bool {
-        self.ids.put(id, ()).is_none()
+        if !self.ids.insert(id) {
+            return false;
+        }
+        if self.oldest_first.len() == self.capacity
+            && let Some(forgotten) = self.oldest_first.pop_front()
+        {
+            self.ids.remove(&forgotten);
+        }
+        self.oldest_first.push_back(id);
+        true
     }
 }
 
