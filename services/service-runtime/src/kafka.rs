@@ -113,15 +113,17 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("partition.assignment.strategy", "cooperative-sticky"),
     // Bounded prefetch. librdkafka fetches ahead into its local queue up to 64 MiB by default,
     // plus the fetch responses in flight: a tracker catching up 1,000,000 orders peaked at
-    // 165 MB. A 4 MiB queue and 4 MiB fetches held it to about 70 MB. The short queue backoff
+    // 165 MB. A 4 MiB queue and 4 MiB fetches held it to about 70 MB; 2 MiB and 2 MiB to
+    // about 43 MB at the same rate (1 MiB: 33 MB, the rate noisier), measured with the
+    // per-order work of the tracker with windowed statistics. The short queue backoff
     // is what makes the bound free: when the queue is full librdkafka waits
     // `fetch.queue.backoff.ms` (1 s by default) before fetching again, which with a small queue
     // cost two thirds of the catch-up rate; at 10 ms the rate matched librdkafka's defaults
     // (deploy/bench.sh, "catching up a backlog"; README, Performance). Overridable like any
     // default (`KAFKA_QUEUED_MAX_MESSAGES_KBYTES`, `KAFKA_FETCH_MAX_BYTES`,
     // `KAFKA_FETCH_QUEUE_BACKOFF_MS`).
-    ("queued.max.messages.kbytes", "4096"),
-    ("fetch.max.bytes", "4194304"),
+    ("queued.max.messages.kbytes", "2048"),
+    ("fetch.max.bytes", "2097152"),
     ("fetch.queue.backoff.ms", "10"),
     // Failover. A crashed member's partitions wait for its session to expire, so the session
     // timeout is the main term of the failover time: 10 s (librdkafka's default is 45 s) is
@@ -455,7 +457,7 @@ mod tests {
         let producer = settings.producer("p").expect("producer");
         assert_eq!(producer.get("queue.buffering.max.kbytes"), Some("6144"));
         let consumer = settings.consumer("c", "g").expect("consumer");
-        assert_eq!(consumer.get("queued.max.messages.kbytes"), Some("4096"));
+        assert_eq!(consumer.get("queued.max.messages.kbytes"), Some("2048"));
         let raised = from_pairs(&[("KAFKA_QUEUE_BUFFERING_MAX_KBYTES", "65536")]).expect("ok");
         assert_eq!(
             raised
