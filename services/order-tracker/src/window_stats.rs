@@ -58,6 +58,11 @@ pub struct WindowRecord {
     pub revenue_cents: BTreeMap<String, i64>,
     /// Quantity and revenue per currency of each item, by SKU.
     pub items: BTreeMap<String, ItemTotals>,
+    /// Every window ending at or before this time was closed on this partition when the part
+    /// was published (the partition's watermark minus the grace period); `null` before the
+    /// partition had a watermark. A window is closed once each partition with a part of it has
+    /// published a record with `closed_through` at or after its end.
+    pub closed_through: Option<DateTime<Utc>>,
 }
 
 impl WindowRecord {
@@ -75,6 +80,7 @@ impl WindowRecord {
             orders: part.orders,
             revenue_cents: part.revenue_cents.clone(),
             items: part.items.clone(),
+            closed_through: part.closed_through,
         }
     }
 
@@ -321,13 +327,10 @@ pub struct WindowTotals {
     /// How many parts, from which partitions.
     pub parts: u64,
     pub partitions: Vec<i32>,
-    /// Every partition with a part of this window has closed it (its watermark passed the
-    /// window's end plus grace): no more orders will count in it. Until then a later part may
-    /// add orders.
+    /// Every partition with a part of this window has closed it (a record from that partition,
+    /// of any window, says `closed_through` at or after this window's end): no more orders will
+    /// count in it. Until then a later part may add orders.
     pub closed: bool,
-    /// The partitions that closed it.
-    #[serde(skip)]
-    closed_partitions: Vec<i32>,
 }
 
 /// Sums records into whole-window totals, keeping the last record per key (records in the
@@ -353,7 +356,15 @@ impl TotalsReader {
     /// The whole-window totals, by group then window start.
     pub fn totals(&self) -> Vec<WindowTotals> {
         let mut windows: BTreeMap<(String, DateTime<Utc>), WindowTotals> = BTreeMap::new();
+        // How far each partition of each group has closed its windows, from any record.
+        let mut closed_through: BTreeMap<(&str, i32), DateTime<Utc>> = BTreeMap::new();
         for record in self.latest.values() {
+            if let Some(at) = record.closed_through {
+                let known = closed_through
+                    .entry((record.group.as_str(), record.partition))
+                    .or_insert(at);
+                *known = (*known).max(at);
+            }
             let totals = windows
                 .entry((record.group.clone(), record.window_start))
                 .or_insert_with(|| WindowTotals {
@@ -364,11 +375,6 @@ impl TotalsReader {
                 });
             totals.orders += record.orders;
             totals.parts += 1;
-            if record.part_end == PartEnd::WindowClosed.as_str()
-                && !totals.closed_partitions.contains(&record.partition)
-            {
-                totals.closed_partitions.push(record.partition);
-            }
             if !totals.partitions.contains(&record.partition) {
                 totals.partitions.push(record.partition);
                 totals.partitions.sort_unstable();
@@ -387,10 +393,11 @@ impl TotalsReader {
         windows
             .into_values()
             .map(|mut totals| {
-                totals.closed = totals
-                    .partitions
-                    .iter()
-                    .all(|p| totals.closed_partitions.contains(p));
+                totals.closed = totals.partitions.iter().all(|partition| {
+                    closed_through
+                        .get(&(totals.group.as_str(), *partition))
+                        .is_some_and(|at| *at >= totals.window_end)
+                });
                 totals
             })
             .collect()
@@ -544,17 +551,32 @@ mod tests {
 
     #[test]
     fn totals_keep_the_last_record_per_key_and_sum_the_parts_per_currency() {
-        let encode = |part: &Part, end| {
-            serde_json::to_vec(&WindowRecord::of(part, end, "g", "orders")).expect("json")
+        let encode = |part: &Part, end, closed_through: Option<i64>| {
+            let part = Part {
+                closed_through: closed_through.map(at),
+                ..part.clone()
+            };
+            serde_json::to_vec(&WindowRecord::of(&part, end, "g", "orders")).expect("json")
         };
         let mut reader = TotalsReader::default();
-        // A part published at a handover, then rewritten with more orders by a replay.
-        reader.read(&encode(&part(0, 10, &[("EUR", 100)]), PartEnd::HandedOver));
+        // A part published at a handover, then rewritten with more orders by a replay that
+        // closed the window on partition 0 (its end is at(60)).
+        reader.read(&encode(
+            &part(0, 10, &[("EUR", 100)]),
+            PartEnd::HandedOver,
+            None,
+        ));
         reader.read(&encode(
             &part(0, 10, &[("EUR", 100), ("EUR", 200)]),
             PartEnd::WindowClosed,
+            Some(61),
         ));
-        reader.read(&encode(&part(1, 7, &[("USD", 50)]), PartEnd::Quiet));
+        // Partition 1 went quiet before its watermark passed the window's end plus grace.
+        reader.read(&encode(
+            &part(1, 7, &[("USD", 50)]),
+            PartEnd::Quiet,
+            Some(-4),
+        ));
         reader.read(b"{\"not\": \"a record\"}");
         let totals = reader.totals();
         assert_eq!(totals.len(), 1);
@@ -572,10 +594,16 @@ mod tests {
             "window 2027-01-15T08:00:00Z..2027-01-15T08:01:00Z group g: 3 orders, revenue \
              EUR 3.00, USD 0.50 (2 parts from partitions 0,1, still open)"
         );
-        // Partition 1 closes the window too: closed on every partition it has parts from.
-        reader.read(&encode(&part(1, 8, &[("USD", 50)]), PartEnd::WindowClosed));
-        let window = &reader.totals()[0];
-        assert_eq!((window.orders, window.parts, window.closed), (4, 3, true));
+        // Partition 1 goes on in the next window, and a part of that one says the first is
+        // closed there too: no part of the first window needs to say so itself.
+        let mut next = part(1, 8, &[("USD", 70)]);
+        next.key.window_start = at(60);
+        next.window_end = at(120);
+        reader.read(&encode(&next, PartEnd::Quiet, Some(62)));
+        let totals = reader.totals();
+        assert_eq!(totals.len(), 2);
+        assert_eq!((totals[0].orders, totals[0].closed), (3, true));
+        assert_eq!((totals[1].orders, totals[1].closed), (1, false));
     }
 
     #[test]

@@ -123,6 +123,10 @@ pub struct Part {
     /// Revenue per currency, in cents.
     pub revenue_cents: BTreeMap<String, i64>,
     pub items: BTreeMap<String, ItemTotals>,
+    /// Set when the part ends: every window ending at or before this time was closed on this
+    /// partition then (the watermark minus the grace period), so that a reader can tell a
+    /// closed window from an open one whatever ended its last part here.
+    pub closed_through: Option<DateTime<Utc>>,
 }
 
 impl Part {
@@ -139,6 +143,7 @@ impl Part {
             orders: 0,
             revenue_cents: BTreeMap::new(),
             items: BTreeMap::new(),
+            closed_through: None,
         }
     }
 
@@ -315,7 +320,14 @@ impl PartitionWindows {
         {
             return Vec::new();
         }
-        let ended: Vec<Part> = std::mem::take(&mut self.open).into_values().collect();
+        let closed_through = self.closed_through();
+        let ended: Vec<Part> = std::mem::take(&mut self.open)
+            .into_values()
+            .map(|part| Part {
+                closed_through,
+                ..part
+            })
+            .collect();
         self.closed.extend(ended.iter().map(|part| {
             (
                 part.key.first_offset,
@@ -357,7 +369,17 @@ impl PartitionWindows {
                 part.watermark_before,
             )
         }));
+        let closed_through = self.closed_through();
+        for (part, _) in &mut parts {
+            part.closed_through = closed_through;
+        }
         parts
+    }
+
+    /// Windows ending at or before this time are closed here: the watermark minus the grace.
+    fn closed_through(&self) -> Option<DateTime<Utc>> {
+        self.watermark
+            .map(|watermark| watermark - self.settings.grace)
     }
 
     /// Gives the partition up after the message before `next_offset`: ends every part (the
@@ -368,11 +390,16 @@ impl PartitionWindows {
     /// [`take_closed`]: PartitionWindows::take_closed
     pub fn hand_over(&mut self, next_offset: i64) -> (Vec<(Part, PartEnd)>, Checkpoint) {
         let mut parts = self.take_closed();
-        parts.extend(
-            std::mem::take(&mut self.open)
-                .into_values()
-                .map(|part| (part, PartEnd::HandedOver)),
-        );
+        let closed_through = self.closed_through();
+        parts.extend(std::mem::take(&mut self.open).into_values().map(|part| {
+            (
+                Part {
+                    closed_through,
+                    ..part
+                },
+                PartEnd::HandedOver,
+            )
+        }));
         self.closed.clear();
         let checkpoint = Checkpoint {
             offset: next_offset,
@@ -595,6 +622,11 @@ mod tests {
         let ended = windows.quiet(at(60));
         assert_eq!(ended.len(), 1);
         assert_eq!((ended[0].key.first_offset, ended[0].orders), (0, 2));
+        assert_eq!(
+            ended[0].closed_through,
+            Some(at(40)),
+            "the watermark minus the grace: its window is not closed"
+        );
         assert!(windows.quiet(at(70)).is_empty(), "ended: not again");
         assert_eq!(windows.watermark(), Some(at(50)), "order time only");
         assert_eq!(
