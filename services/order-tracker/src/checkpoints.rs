@@ -178,6 +178,16 @@ impl Book {
         Ok((parts, self.commit_list(&commits)?))
     }
 
+    /// A commit of `partitions` failed: their checkpoints are sent again at the next tick, even
+    /// if they have not moved (an idle partition would otherwise keep its old commit).
+    pub fn commit_failed(&mut self, partitions: &[i32]) {
+        for partition in partitions {
+            if let Some(owned) = self.partitions.get_mut(partition) {
+                owned.committed = None;
+            }
+        }
+    }
+
     /// Stops owning `partitions` without a commit (they were lost: another member may own them).
     pub fn forget(&mut self, partitions: &[i32]) {
         for partition in partitions {
@@ -284,6 +294,12 @@ mod tests {
             "the open window starts at 10"
         );
         assert_eq!(book.checkpoints().expect("list").count(), 0, "unchanged");
+        book.commit_failed(&[2, 9]);
+        assert_eq!(
+            offsets(&book.checkpoints().expect("list")),
+            [(2, 10, encode_watermark(None))],
+            "a failed commit is sent again, unchanged"
+        );
         // The window closes: everything up to the last message may be committed.
         let counted = book.handled(2, 12, Some(&order(75)), at(75), at(75));
         assert_eq!(counted.ended.len(), 1);

@@ -353,11 +353,18 @@ impl ConsumerContext for TrackerContext {
             ),
             // Nothing stored since the last commit: normal when idle.
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(err) => warn!(
-                event = "commit_failed",
-                error = %err,
-                "offset commit failed; will retry on the next commit"
-            ),
+            Err(err) => {
+                warn!(
+                    event = "commit_failed",
+                    error = %err,
+                    "offset commit failed; the next checkpoint sends it again"
+                );
+                let partitions: Vec<i32> =
+                    offsets.elements().iter().map(|e| e.partition()).collect();
+                if let Ok(mut book) = self.book.lock() {
+                    book.commit_failed(&partitions);
+                }
+            }
         }
     }
 }
@@ -485,12 +492,10 @@ fn close(mut consumer: Arc<StreamConsumer<TrackerContext>>) {
 /// `leave_group_failed`, `leave_group_timed_out`), closing the consumer (`consumer_closed`,
 /// `consumer_close_timed_out`). Every blocking librdkafka call runs on a thread of its own.
 pub async fn commit_leave_close(
-    consumer: StreamConsumer<TrackerContext>,
+    consumer: Arc<StreamConsumer<TrackerContext>>,
     manual: bool,
     stopping: &Stopping,
 ) {
-    let consumer = Arc::new(consumer);
-
     // Up to a quarter of the budget, leaving half for leaving and closing: most of it for the
     // window parts' acknowledgements, the rest for the commit.
     let limit = stopping.deadline_for(0.25, 0.5);

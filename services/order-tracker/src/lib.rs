@@ -128,9 +128,11 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 const READY_BATCH: usize = 64;
 
 /// How long a checkpoint that ended quiet partitions' parts may wait for their acknowledgements,
-/// and then for its commit: the loop handles no message meanwhile. Short, so that a SIGTERM in
-/// the meantime still leaves most of the shutdown budget.
-const QUIET_COMMIT_LIMIT: Duration = Duration::from_secs(3);
+/// and then for its commit: the loop handles no message meanwhile, and a tracker that cannot
+/// finish both stops (exit 1) rather than handle more. Together well under the shutdown budget
+/// (7 s by default), so that a SIGTERM in the meantime still leaves time to hand over.
+const QUIET_ACK_LIMIT: Duration = Duration::from_secs(2);
+const QUIET_COMMIT_LIMIT: Duration = Duration::from_secs(2);
 
 /// The per-message glue: the handler's verdict, carried out with the Kafka clients.
 struct Tracker {
@@ -232,7 +234,7 @@ impl Tracker {
     /// every part sent is acknowledged. `false` if the tracker must stop: a part could not be
     /// written, or parts ended by quiet could not be committed past in time (see
     /// [`windows`]: that commit must land before another message is handled).
-    fn checkpoint(&self, consumer: &StreamConsumer<TrackerContext>) -> bool {
+    fn checkpoint(&self, consumer: &Arc<StreamConsumer<TrackerContext>>) -> bool {
         let quiet = match self.book.lock() {
             Ok(mut book) => book.tick(Utc::now()),
             Err(_) => return false,
@@ -242,7 +244,7 @@ impl Tracker {
             self.publisher.acked_now()
         } else {
             // Blocking, like a handover: no message is handled until the commit has landed.
-            self.publisher.wait_acked(QUIET_COMMIT_LIMIT)
+            self.publisher.wait_acked(QUIET_ACK_LIMIT)
         };
         match acked {
             Acked::All => {}
@@ -253,7 +255,7 @@ impl Tracker {
                     pending,
                     "window parts of quiet partitions not acknowledged within {} ms; stopping, \
                      so that the final handover (or the next owner) commits",
-                    QUIET_COMMIT_LIMIT.as_millis()
+                    QUIET_ACK_LIMIT.as_millis()
                 );
                 return false;
             }
@@ -279,14 +281,37 @@ impl Tracker {
             group::commit_checkpoint(consumer, &commits);
             return true;
         }
-        match group::commit_synchronously(consumer, &commits, QUIET_COMMIT_LIMIT) {
-            Ok(()) => true,
-            Err(err) => {
+        // On a thread of its own: librdkafka's synchronous commit has no deadline of its own.
+        let committing = consumer.clone();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("quiet-commit".into())
+            .spawn(move || {
+                let done = group::commit_synchronously(&*committing, &commits, QUIET_COMMIT_LIMIT);
+                let _ = sender.send(done);
+            });
+        let outcome = spawned.ok().and_then(|_| {
+            receiver
+                .recv_timeout(QUIET_COMMIT_LIMIT + Duration::from_millis(200))
+                .ok()
+        });
+        match outcome {
+            Some(Ok(())) => true,
+            Some(Err(err)) => {
                 error!(
                     event = "quiet_commit_failed",
                     error = %err,
                     "cannot commit past the window parts of quiet partitions; stopping, so that \
                      the final handover (or the next owner) commits"
+                );
+                false
+            }
+            None => {
+                error!(
+                    event = "quiet_commit_timed_out",
+                    "the commit past the window parts of quiet partitions did not complete within \
+                     {} ms; stopping, so that the final handover (or the next owner) commits",
+                    QUIET_COMMIT_LIMIT.as_millis()
                 );
                 false
             }
@@ -331,7 +356,7 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
         config.group_id.clone(),
         topic.clone(),
     ));
-    let consumer: StreamConsumer<TrackerContext> = config
+    let consumer: Arc<StreamConsumer<TrackerContext>> = config
         .consumer
         .create_with_context(TrackerContext::new(
             config.start_from.clone(),
@@ -340,6 +365,7 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
             book.clone(),
             publisher.clone(),
         ))
+        .map(Arc::new)
         .map_err(explain)?;
     let dead_letter_producer: FutureProducer<QuietContext> = config
         .dead_letter_producer
