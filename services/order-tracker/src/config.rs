@@ -49,8 +49,8 @@ pub const ALERT_BURST_WINDOW_SECS: Setting<Duration> = Setting {
 pub const DEDUP_CAPACITY: Setting<NonZeroUsize> = Setting {
     name: "DEDUP_CAPACITY",
     default: Some("100000"),
-    accepts: "a whole number >= 1: how many recent order ids are remembered to recognise redeliveries",
-    parse: |text| text.parse().ok(),
+    accepts: "a whole number from 1 to 10000000: how many recent order ids are remembered to recognise redeliveries (about 40 bytes each, allocated at start)",
+    parse: |text| rule::within(text, 1, 10_000_000).and_then(|n: usize| NonZeroUsize::new(n)),
 };
 
 pub const SHUTDOWN_TIMEOUT_SECS: Setting<Duration> = Setting {
@@ -70,8 +70,8 @@ pub const WINDOW_SECS: Setting<Duration> = Setting {
 pub const WINDOW_GRACE_SECS: Setting<Duration> = Setting {
     name: "WINDOW_GRACE_SECS",
     default: Some("10"),
-    accepts: "a whole number of seconds from 0 to 3600: how long after its end (by order time) a window still takes late orders; also how far ahead of its message an order may be dated and still move the watermark",
-    parse: |text| rule::within(text, 0, 3_600).map(Duration::from_secs),
+    accepts: "a whole number of seconds from 1 to 3600: how long after its end (by order time) a window still takes late orders; also how far ahead of its message an order may be dated and still move the watermark, and how long a partition must be quiet before its open parts end",
+    parse: |text| rule::within(text, 1, 3_600).map(Duration::from_secs),
 };
 
 pub const WINDOW_PART_SPAN_OFFSETS: Setting<i64> = Setting {
@@ -242,7 +242,8 @@ mod tests {
         for (variable, bad) in [
             ("WINDOW_SECS", "0"),
             ("WINDOW_SECS", "86401"),
-            ("WINDOW_GRACE_SECS", "-1"),
+            ("WINDOW_GRACE_SECS", "0"),
+            ("DEDUP_CAPACITY", "10000001"),
             ("WINDOW_GRACE_SECS", "3601"),
             ("WINDOW_PART_SPAN_OFFSETS", "0"),
             ("WINDOW_STATS_TOPIC", "orders"),
@@ -251,11 +252,14 @@ mod tests {
         }
         let config = TrackerConfig::from_vars(&service_runtime::config::vars(&[
             ("WINDOW_SECS", "5"),
-            ("WINDOW_GRACE_SECS", "0"),
+            ("WINDOW_GRACE_SECS", "1"),
         ]))
         .expect("short windows");
         assert_eq!(config.windows.length, chrono::Duration::seconds(5));
-        assert_eq!(config.windows.future_tolerance, chrono::Duration::zero());
+        assert_eq!(
+            config.windows.future_tolerance,
+            chrono::Duration::seconds(1)
+        );
     }
 
     #[test]

@@ -319,7 +319,14 @@ fn late_and_future_dated_orders_are_reported_and_currencies_stay_apart() {
 #[test]
 fn a_window_that_goes_quiet_and_resumes_stays_exact_across_a_sigkill() {
     let pipeline = Pipeline::new(1);
-    let tracker = || pipeline.tracker("quiet").env("WINDOW_SECS", 30);
+    // A grace period (and so a quiet period) long enough that the SIGKILL below surely lands
+    // before the last batch is quiet, even on a loaded machine.
+    let tracker = || {
+        pipeline
+            .tracker("quiet")
+            .env("WINDOW_SECS", 30)
+            .env("WINDOW_GRACE_SECS", 5)
+    };
     let mut first = tracker().spawn();
     assert!(
         first.wait_for_event("partitions_assigned", Duration::from_secs(60)),
