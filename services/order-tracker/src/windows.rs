@@ -44,10 +44,12 @@
 //!   hiccup) looks just like a quiet partition from here, and moving the watermark by the wall
 //!   clock would then call the orders produced meanwhile late. An order that arrives later for
 //!   such a window starts a new part. This is the one decision made by the wall clock, which
-//!   a replay cannot repeat: so the caller must publish those parts, await their
-//!   acknowledgements and commit right after them *synchronously*, before it handles another
-//!   message of the partition (as at a handover). Then no replay ever starts before the end of
-//!   a quiet part.
+//!   a replay cannot repeat: so the caller publishes those parts, awaits their
+//!   acknowledgements and commits right after them *synchronously*, before it handles another
+//!   message of the partition (as at a handover). Then no replay starts before the end of a
+//!   quiet part. If that commit cannot be made (a rebalance refuses commits for seconds), the
+//!   tracker goes on and later checkpoints send it again; a crash before any of them lands may
+//!   count that window's later orders twice (README, "Not covered").
 //! - **Money is never summed across currencies**: every total is per currency.
 
 use chrono::{DateTime, Duration as TimeDelta, Utc};

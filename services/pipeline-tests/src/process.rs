@@ -177,10 +177,23 @@ impl Service {
     pub fn report(&self) -> String {
         let stdout = self.stdout();
         let tail = stdout[stdout.len().saturating_sub(30)..].join("\n");
+        // Debug lines can push the telling ones out of the tail: warnings and errors apart.
+        let alarming: Vec<&String> = stdout
+            .iter()
+            .filter(|line| {
+                line.contains("\"level\":\"WARN\"") || line.contains("\"level\":\"ERROR\"")
+            })
+            .collect();
+        let alarming = alarming[alarming.len().saturating_sub(20)..]
+            .iter()
+            .map(|line| line.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
         format!(
-            "--- {} stderr:\n{}\n--- {} last stdout lines:\n{tail}",
+            "--- {} stderr:\n{}\n--- {} last warnings and errors:\n{alarming}\n--- {} last stdout lines:\n{tail}",
             self.name,
             self.stderr(),
+            self.name,
             self.name
         )
     }
