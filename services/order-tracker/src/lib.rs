@@ -233,7 +233,7 @@ impl Tracker {
     /// every part sent is acknowledged; after a quiet end it waits for both (see [`windows`]:
     /// that commit should land before another message is handled). `false` if the tracker must
     /// stop: a part could not be written.
-    fn checkpoint(&self, consumer: &Arc<StreamConsumer<TrackerContext>>) -> bool {
+    async fn checkpoint(&self, consumer: &Arc<StreamConsumer<TrackerContext>>) -> bool {
         let quiet = match self.book.lock() {
             Ok(mut book) => book.tick(Utc::now()),
             Err(_) => return false,
@@ -242,7 +242,7 @@ impl Tracker {
         let acked = if quiet.is_empty() {
             self.publisher.acked_now()
         } else {
-            // Blocking, like a handover: no message is handled until the commit has landed.
+            // Blocking, like a handover: no message is handled while this and the commit wait.
             self.publisher.wait_acked(QUIET_ACK_LIMIT)
         };
         match acked {
@@ -282,18 +282,12 @@ impl Tracker {
         }
         // On a thread of its own: librdkafka's synchronous commit has no deadline of its own.
         let committing = consumer.clone();
-        let (sender, receiver) = std::sync::mpsc::channel();
-        let spawned = std::thread::Builder::new()
-            .name("quiet-commit".into())
-            .spawn(move || {
-                let done = group::commit_synchronously(&*committing, &commits, QUIET_COMMIT_LIMIT);
-                let _ = sender.send(done);
-            });
-        let outcome = spawned.ok().and_then(|_| {
-            receiver
-                .recv_timeout(QUIET_COMMIT_LIMIT + Duration::from_millis(200))
-                .ok()
-        });
+        let outcome = on_own_thread(
+            "quiet-commit",
+            QUIET_COMMIT_LIMIT + Duration::from_millis(200),
+            move || group::commit_synchronously(&*committing, &commits, QUIET_COMMIT_LIMIT),
+        )
+        .await;
         match outcome {
             Some(Ok(())) => true,
             // A group in a rebalance refuses commits for seconds; stopping would only add
@@ -458,7 +452,7 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
             _ = shutdown.requested() => break,
             _ = stats_tick.tick() => tracker.log_summary("stats", "stats"),
             _ = checkpoint_tick.tick() => {
-                if !tracker.checkpoint(&consumer) {
+                if !tracker.checkpoint(&consumer).await {
                     outcome = Outcome::PartlyFailed;
                     break;
                 }
