@@ -135,7 +135,8 @@ impl TrackerContext {
                 Err(err) => warn!(
                     event = "watermark_unknown",
                     error = %err,
-                    "cannot read the committed watermarks; replayed orders are judged without                      one (none is called late)"
+                    "cannot read the committed watermarks; replayed orders are judged without \
+                     one (none is called late)"
                 ),
             }
         }
