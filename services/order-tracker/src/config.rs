@@ -70,7 +70,7 @@ pub const WINDOW_SECS: Setting<Duration> = Setting {
 pub const WINDOW_GRACE_SECS: Setting<Duration> = Setting {
     name: "WINDOW_GRACE_SECS",
     default: Some("10"),
-    accepts: "a whole number of seconds from 1 to 3600: how long after its end (by order time) a window still takes late orders; also how far ahead of its message an order may be dated and still move the watermark, and how long a partition must be quiet before its open parts end",
+    accepts: "a whole number of seconds from 1 to 3600: how long after its end (by order time) a window still takes late orders; also how far ahead of its message an order may be dated and still move the watermark, how long a partition must be quiet before its open parts end, and half of how long after a window's end a quiet partition closes it",
     parse: |text| rule::within(text, 1, 3_600).map(Duration::from_secs),
 };
 

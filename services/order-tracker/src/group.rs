@@ -5,8 +5,8 @@
 //!
 //! - librdkafka never stores or commits an offset by itself (`enable.auto.offset.store=false`,
 //!   `enable.auto.commit=false`, both fixed in `service_runtime::kafka`). The tracker commits
-//!   explicitly, at checkpoints, and each commit carries the partition's window watermark in
-//!   its metadata ([`crate::checkpoints`]).
+//!   explicitly, at checkpoints, and each commit carries the partition's window watermark and
+//!   the latest window not closed there yet in its metadata ([`crate::checkpoints`]).
 //! - The run loop records a message in the book ([`crate::checkpoints::Book::handled`]) only
 //!   after it is fully handled: its order counted and printed, or its dead-letter copy
 //!   acknowledged by the broker. Window parts that end with it are sent to the stats topic.
@@ -44,12 +44,12 @@
 //!   timed-out commit, a leave or close that timed out, each says so under its own event. A
 //!   commit that did not complete is harmless: the next owner starts at the last one that did.
 
-use crate::checkpoints::{SharedBook, decode_watermark, describe_commits};
+use crate::checkpoints::{Carried, SharedBook, decode_metadata, describe_commits};
 use crate::config::StartFrom;
 use crate::metrics::TrackerMetrics;
 use crate::stopping::{Stopping, on_own_thread};
 use crate::window_stats::{Acked, StatsPublisher};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
 };
@@ -109,15 +109,15 @@ impl TrackerContext {
         }
     }
 
-    /// Starts owning the assigned `partitions`, each resumed with the watermark its commit
-    /// carried (none when it starts from `START_FROM`'s beginning or end instead).
+    /// Starts owning the assigned `partitions`, each resumed at its commit with what that
+    /// commit carried (nothing when it starts from `START_FROM`'s beginning or end instead).
     fn take_over<C: Consumer<TrackerContext>>(
         &self,
         consumer: &C,
         partitions: &TopicPartitionList,
         from_commit: bool,
     ) {
-        let mut watermarks: BTreeMap<i32, Option<DateTime<Utc>>> = partitions
+        let mut resumed: BTreeMap<i32, Option<(i64, Carried)>> = partitions
             .elements()
             .iter()
             .map(|element| (element.partition(), None))
@@ -128,8 +128,12 @@ impl TrackerContext {
             }) {
                 Ok(committed) => {
                     for element in committed.elements() {
-                        watermarks
-                            .insert(element.partition(), decode_watermark(element.metadata()));
+                        if let Offset::Offset(offset) = element.offset() {
+                            resumed.insert(
+                                element.partition(),
+                                Some((offset, decode_metadata(element.metadata()))),
+                            );
+                        }
                     }
                 }
                 Err(err) => warn!(
@@ -141,8 +145,9 @@ impl TrackerContext {
             }
         }
         if let Ok(mut book) = self.book.lock() {
-            for (partition, watermark) in watermarks {
-                book.take_over(partition, watermark);
+            let now = Utc::now();
+            for (partition, committed) in resumed {
+                book.take_over(partition, committed, now);
             }
         }
     }
@@ -185,7 +190,8 @@ impl TrackerContext {
 pub enum HandOver {
     /// Committed at these offsets (`orders/0@12 ...`).
     Committed(String),
-    /// No message was handled in those partitions since they were assigned: nothing to commit.
+    /// Those partitions were started from `START_FROM`, not a commit, and no message was
+    /// handled in them since: nothing to commit.
     Nothing,
     /// The window parts were not all acknowledged: nothing committed.
     NotAcked(Acked),

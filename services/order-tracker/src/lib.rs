@@ -229,13 +229,18 @@ impl Tracker {
         self.publisher.publish_all(&counted.ended, &self.metrics);
     }
 
-    /// Ends and publishes the open parts of quiet partitions, then commits the checkpoints if
-    /// every part sent is acknowledged; after a quiet end it waits for both (see [`windows`]:
+    /// Ends and publishes the open parts of quiet partitions and closes their windows (only if
+    /// `caught_up`: no fetched message is waiting), then commits the checkpoints if every part
+    /// sent is acknowledged; after a quiet end or close it waits for both (see [`windows`]:
     /// that commit should land before another message is handled). `false` if the tracker must
     /// stop: a part could not be written.
-    async fn checkpoint(&self, consumer: &Arc<StreamConsumer<TrackerContext>>) -> bool {
+    async fn checkpoint(
+        &self,
+        consumer: &Arc<StreamConsumer<TrackerContext>>,
+        caught_up: bool,
+    ) -> bool {
         let quiet = match self.book.lock() {
-            Ok(mut book) => book.tick(Utc::now()),
+            Ok(mut book) => book.tick(Utc::now(), caught_up),
             Err(_) => return false,
         };
         self.publisher.publish_all(&quiet, &self.metrics);
@@ -390,7 +395,7 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
             }
             if let Ok(mut book) = book.lock() {
                 for (partition, _) in pairs {
-                    book.take_over(*partition, None);
+                    book.take_over(*partition, None, Utc::now());
                 }
             }
             consumer
@@ -443,6 +448,7 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
     let mut stats_tick = tokio::time::interval(config.stats_interval);
     stats_tick.tick().await;
     let mut checkpoint_tick = tokio::time::interval(CHECKPOINT_INTERVAL);
+    checkpoint_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     checkpoint_tick.tick().await;
 
     let mut outcome = Outcome::Completed;
@@ -451,12 +457,8 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
             biased;
             _ = shutdown.requested() => break,
             _ = stats_tick.tick() => tracker.log_summary("stats", "stats"),
-            _ = checkpoint_tick.tick() => {
-                if !tracker.checkpoint(&consumer).await {
-                    outcome = Outcome::PartlyFailed;
-                    break;
-                }
-            }
+            // Before the checkpoint tick, so that it runs here only when no message is waiting,
+            // and its quiet partitions are truly quiet (see `Tracker::checkpoint`).
             received = consumer.recv() => match received {
                 Ok(message) => {
                     let mut handled = tracker.handle(&message, &mut shutdown).await;
@@ -464,6 +466,7 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
                     // Then the messages already waiting, without a trip through `select!`
                     // each (a batch is well under a millisecond; the ticks wait that long).
                     let mut batch = 1;
+                    let mut drained = false;
                     while matches!(handled, Handled::Done)
                         && batch < READY_BATCH
                         && !shutdown.is_requested()
@@ -477,7 +480,10 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
                                 warn!(event = "consumer_error", error = %err, "consumer error");
                                 break;
                             }
-                            None => break, // none waiting
+                            None => {
+                                drained = true; // none waiting
+                                break;
+                            }
                         }
                     }
                     match handled {
@@ -488,6 +494,16 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
                             break;
                         }
                     }
+                    // `recv` never yields: give the runtime its turn now and then, or tokio's
+                    // cooperative budget runs out and keeps the timers below from firing.
+                    tokio::task::consume_budget().await;
+                    // Under a steady flow `recv` is always ready: the checkpoint is due here.
+                    if checkpoint_tick.tick().now_or_never().is_some()
+                        && !tracker.checkpoint(&consumer, drained).await
+                    {
+                        outcome = Outcome::PartlyFailed;
+                        break;
+                    }
                 }
                 Err(err) => {
                     warn!(event = "consumer_error", error = %err, "consumer error");
@@ -497,6 +513,12 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
                     }
                 }
             },
+            _ = checkpoint_tick.tick() => {
+                if !tracker.checkpoint(&consumer, true).await {
+                    outcome = Outcome::PartlyFailed;
+                    break;
+                }
+            }
         }
     }
 

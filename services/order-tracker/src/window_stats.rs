@@ -51,7 +51,10 @@ pub struct WindowRecord {
     /// Why the part ended: `window_closed` (the window's last part from this partition),
     /// `span_ended` (the window goes on in a later part), `handed_over` (the partition changed
     /// owner; the next owner counts the rest), or `quiet`: nothing arrived from the partition
-    /// for a grace period, so the part ended there; the window goes on in a later part.
+    /// for a grace period, so the part ended there; the window goes on in a later part. A
+    /// `closed_quiet` record counts no order (its offsets are empty: `first_offset` is where
+    /// reading stopped): the partition stayed quiet past the window's end plus twice the grace
+    /// period, and the record only carries the `closed_through` that closes the window.
     pub part_end: String,
     pub orders: u64,
     /// Revenue per currency, in cents.
@@ -251,6 +254,21 @@ impl StatsPublisher {
                 }
             }
         }
+        if end == PartEnd::ClosedQuiet {
+            info!(
+                target: "order_tracker::windows",
+                event = "window_closed_quiet",
+                key = %key,
+                window_start = %record.window_start,
+                partition = record.partition,
+                "window {} closed on partition {}: nothing arrived from it since offset {} \
+                 (a record of no order says so)",
+                describe_window(record.window_start, record.window_end),
+                record.partition,
+                record.last_offset
+            );
+            return;
+        }
         info!(
             target: "order_tracker::windows",
             event = "window_part",
@@ -364,6 +382,9 @@ impl TotalsReader {
                     .entry((record.group.as_str(), record.partition))
                     .or_insert(at);
                 *known = (*known).max(at);
+            }
+            if record.orders == 0 {
+                continue; // `closed_quiet`: it only closes windows
             }
             let totals = windows
                 .entry((record.group.clone(), record.window_start))
@@ -604,6 +625,21 @@ mod tests {
         assert_eq!(totals.len(), 2);
         assert_eq!((totals[0].orders, totals[0].closed), (3, true));
         assert_eq!((totals[1].orders, totals[1].closed), (1, false));
+        // Partition 1 stays quiet: a record of no order closes the second window there, and
+        // is neither a part nor an order.
+        let mut marker = next.clone();
+        marker.key.first_offset = 9;
+        marker.last_offset = 8;
+        marker.orders = 0;
+        marker.revenue_cents.clear();
+        marker.items.clear();
+        reader.read(&encode(&marker, PartEnd::ClosedQuiet, Some(120)));
+        let totals = reader.totals();
+        assert_eq!(totals.len(), 2);
+        assert_eq!(
+            (totals[1].orders, totals[1].parts, totals[1].closed),
+            (1, 1, true)
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@
 //!   again; if it does not, the next owner replays from an earlier checkpoint and rewrites those
 //!   parts under the same keys.
 //! - **Lateness by event time, not wall time.** Each partition has a watermark: the latest
-//!   `created_at` seen, so a replay at full speed judges its orders exactly as the first run did,
+//!   `created_at` seen (or a quiet close's, below), so a replay at full speed judges its orders exactly as the first run did,
 //!   given the watermark the commit carried ([`PartitionWindows::watermark`], restored with
 //!   [`PartitionWindows::resume`]).
 //! - **A future-dated order cannot close windows early.** An order dated further ahead of its
@@ -37,19 +37,29 @@
 //!   replay reads the same timestamp again and so judges the same way.
 //! - **A quiet partition still publishes its windows, and its commit catches up.** Once
 //!   nothing has *arrived* from a partition for a grace period (wall time, so a replay reading
-//!   old messages at full speed never counts as quiet), its open parts end there
-//!   ([`PartitionWindows::quiet`], `part_end` `quiet`), so that they are published and the
-//!   commit can pass them: an idle tracker's lag drains to zero. The windows stay open: the
-//!   watermark moves by order time only, because a pause in reading (a rebalance, a broker
-//!   hiccup) looks just like a quiet partition from here, and moving the watermark by the wall
-//!   clock would then call the orders produced meanwhile late. An order that arrives later for
-//!   such a window starts a new part. This is the one decision made by the wall clock, which
-//!   a replay cannot repeat: so the caller publishes those parts, awaits their
-//!   acknowledgements and commits right after them *synchronously*, before it handles another
-//!   message of the partition (as at a handover). Then no replay starts before the end of a
-//!   quiet part. If that commit cannot be made (a rebalance refuses commits for seconds), the
-//!   tracker goes on and later checkpoints send it again; a crash before any of them lands may
-//!   count that window's later orders twice (README, "Not covered").
+//!   old messages at full speed never counts as quiet) and it is caught up (nothing fetched
+//!   beyond what was handled, so a tracker that was only busy elsewhere is not fooled), its open
+//!   parts end there ([`PartitionWindows::quiet`], `part_end` `quiet`), so that they are
+//!   published and the commit can pass them: an idle tracker's lag drains to zero. The windows
+//!   stay open for now: a pause in reading (a broker hiccup) looks just like a quiet partition
+//!   from here, and orders produced meanwhile must not be called late for it. An order that
+//!   arrives later for such a window starts a new part.
+//! - **A quiet partition still closes its windows, in bounded time.** If it stays quiet until
+//!   the end of the latest window with a part here plus twice the grace period (wall time), the
+//!   watermark moves to that end plus the grace period, which closes it and every earlier
+//!   window here, and a record of no order says so ([`PartitionWindows::close_quiet`],
+//!   `part_end` `closed_quiet`). Only an order delayed by more than twice the grace period,
+//!   with its whole partition silent meanwhile, is then late. Which window that is travels in
+//!   the commit ([`Checkpoint::unclosed`]), so that a new owner of a partition that went quiet
+//!   under its old owner closes it too.
+//! - **The wall-clock decisions are committed before anything else happens.** Ending a quiet
+//!   part and closing a quiet window are the two decisions made by the wall clock, which a
+//!   replay cannot repeat: so the caller publishes their records, awaits the acknowledgements
+//!   and commits right after them *synchronously*, with the new watermark, before it handles
+//!   another message of the partition (as at a handover). Then no replay starts before them.
+//!   If that commit cannot be made (a rebalance refuses commits for seconds), the tracker goes
+//!   on and later checkpoints send it again; a crash before any of them lands may count that
+//!   window's later orders twice (README, "Not covered").
 //! - **Money is never summed across currencies**: every total is per currency.
 
 use chrono::{DateTime, Duration as TimeDelta, Utc};
@@ -79,6 +89,10 @@ pub enum PartEnd {
     /// Nothing arrived from the partition for a grace period: the part ended there, and the
     /// commit passes it; more orders for its window go in a later part.
     Quiet,
+    /// Not a part of orders: the partition stayed quiet until the window's end plus twice the
+    /// grace period, so the window closed on it by the wall clock. The record counts nothing;
+    /// it carries the `closed_through` that says so.
+    ClosedQuiet,
 }
 
 impl PartEnd {
@@ -89,6 +103,7 @@ impl PartEnd {
             PartEnd::SpanEnded => "span_ended",
             PartEnd::HandedOver => "handed_over",
             PartEnd::Quiet => "quiet",
+            PartEnd::ClosedQuiet => "closed_quiet",
         }
     }
 }
@@ -206,27 +221,36 @@ pub struct PartitionWindows {
     span_ended: Vec<Part>,
     /// Closed parts a commit has not passed yet: (first offset, last offset, watermark before).
     closed: Vec<(i64, i64, Option<DateTime<Utc>>)>,
+    /// The end of the latest window with a part here that no record published from here has
+    /// closed yet (`closed_through` before it): what [`PartitionWindows::close_quiet`] closes.
+    unclosed: Option<DateTime<Utc>>,
     late: u64,
 }
 
-/// Where to commit for one partition, and the watermark that commit must carry.
+/// Where to commit for one partition, and what that commit must carry for whoever resumes
+/// there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Checkpoint {
     pub offset: i64,
     pub watermark: Option<DateTime<Utc>>,
+    /// The end of the latest window with a part here that no record has closed yet: the window
+    /// [`PartitionWindows::close_quiet`] closes if the partition goes quiet.
+    pub unclosed: Option<DateTime<Utc>>,
 }
 
 impl PartitionWindows {
     /// A partition read from its start, or from a commit that carried no watermark.
     pub fn new(settings: WindowSettings, partition: i32) -> Self {
-        PartitionWindows::resume(settings, partition, None)
+        PartitionWindows::resume(settings, partition, None, None)
     }
 
-    /// A partition resumed at a committed offset whose commit carried `watermark`.
+    /// A partition resumed at a committed offset whose commit carried `watermark` and
+    /// `unclosed` (see [`Checkpoint`]).
     pub fn resume(
         settings: WindowSettings,
         partition: i32,
         watermark: Option<DateTime<Utc>>,
+        unclosed: Option<DateTime<Utc>>,
     ) -> Self {
         PartitionWindows {
             settings,
@@ -236,8 +260,15 @@ impl PartitionWindows {
             open: BTreeMap::new(),
             span_ended: Vec::new(),
             closed: Vec::new(),
+            unclosed,
             late: 0,
         }
+    }
+
+    /// Starts the quiet clock at `now` (when the partition was assigned), so that a partition
+    /// that never receives anything is quiet too.
+    pub fn listening_since(&mut self, now: DateTime<Utc>) {
+        self.last_arrival.get_or_insert(now);
     }
 
     /// The start of the window that holds `at`.
@@ -300,36 +331,87 @@ impl PartitionWindows {
             .or_insert_with(|| Part::new(key, window_end, watermark_before));
         part.add(offset, order);
         let counted = part.key;
-        if at <= message_time + self.settings.future_tolerance
-            && self.watermark.is_none_or(|w| at > w)
-        {
-            self.watermark = Some(at);
+        // A future-dated order neither moves the watermark nor decides which window a quiet
+        // close waits for (that would put off closing every earlier window here).
+        if at <= message_time + self.settings.future_tolerance {
+            if self.unclosed.is_none_or(|end| end < window_end) {
+                self.unclosed = Some(window_end);
+            }
+            if self.watermark.is_none_or(|w| at > w) {
+                self.watermark = Some(at);
+            }
         }
         Placement::Counted(counted)
     }
 
-    /// Once nothing has arrived for a grace period before `now`, ends every open part where it
-    /// stands and returns them, to publish; they count as closed for [`checkpoint`]. The
-    /// caller must commit past them synchronously before handling another message of this
+    /// Once nothing has arrived for a grace period before `now` and the partition is
+    /// `caught_up` (nothing fetched or waiting beyond what was handled), ends every open part
+    /// where it stands and returns them, to publish; they count as closed for [`checkpoint`].
+    /// The caller must commit past them synchronously before handling another message of this
     /// partition (see the module header). Call it now and then.
     ///
     /// [`checkpoint`]: PartitionWindows::checkpoint
-    pub fn quiet(&mut self, now: DateTime<Utc>) -> Vec<Part> {
-        if self.open.is_empty()
-            || self
-                .last_arrival
-                .is_none_or(|last| now - last < self.settings.grace)
-        {
+    pub fn quiet(&mut self, now: DateTime<Utc>, caught_up: bool) -> Vec<Part> {
+        if self.open.is_empty() || !caught_up || !self.silent_at(now) {
             return Vec::new();
         }
-        let closed_through = self.closed_through();
-        let ended: Vec<Part> = std::mem::take(&mut self.open)
-            .into_values()
-            .map(|part| Part {
-                closed_through,
-                ..part
-            })
-            .collect();
+        let mut ended: Vec<Part> = std::mem::take(&mut self.open).into_values().collect();
+        self.remember_closed(&ended);
+        self.stamp(&mut ended);
+        ended
+    }
+
+    /// Closes, by the wall clock, the windows of a partition that went quiet: once it is
+    /// `caught_up`, has had nothing arrive for a grace period, has no open part (see
+    /// [`quiet`]), and `now` is past the end of the latest window with a part here plus twice
+    /// the grace period, the watermark moves to that end plus the grace period (no further, so
+    /// that only orders for windows already ended then are late) and this returns the record
+    /// that says so: a part of no order keyed at `next_offset`, where reading stopped, so that
+    /// no part of orders can share its key. The caller commits `next_offset` with the new
+    /// watermark synchronously, as after [`quiet`].
+    ///
+    /// [`quiet`]: PartitionWindows::quiet
+    pub fn close_quiet(
+        &mut self,
+        now: DateTime<Utc>,
+        caught_up: bool,
+        next_offset: i64,
+    ) -> Option<Part> {
+        let end = self.unclosed?;
+        let grace = self.settings.grace;
+        if !self.open.is_empty()
+            || !self.span_ended.is_empty()
+            || !caught_up
+            || !self.silent_at(now)
+            || now < end + grace + grace
+        {
+            return None;
+        }
+        let closes = end + grace;
+        let watermark = self.watermark.map_or(closes, |known| known.max(closes));
+        self.watermark = Some(watermark);
+        let key = PartKey {
+            window_start: end - self.settings.length,
+            partition: self.partition,
+            first_offset: next_offset,
+        };
+        let mut marker = Part::new(key, end, Some(watermark));
+        marker.last_offset = next_offset - 1;
+        self.stamp(std::slice::from_mut(&mut marker));
+        Some(marker)
+    }
+
+    /// Nothing has arrived for a grace period before `now` (and something did, or the clock
+    /// was started by [`listening_since`]).
+    ///
+    /// [`listening_since`]: PartitionWindows::listening_since
+    fn silent_at(&self, now: DateTime<Utc>) -> bool {
+        self.last_arrival
+            .is_some_and(|last| now - last >= self.settings.grace)
+    }
+
+    /// Keeps the offsets of parts that just ended until a checkpoint passes them.
+    fn remember_closed(&mut self, ended: &[Part]) {
         self.closed.extend(ended.iter().map(|part| {
             (
                 part.key.first_offset,
@@ -337,7 +419,21 @@ impl PartitionWindows {
                 part.watermark_before,
             )
         }));
-        ended
+    }
+
+    /// Sets `closed_through` on parts about to be published; once it reaches the end of the
+    /// latest window with a part here, no window here is left unclosed.
+    fn stamp(&mut self, parts: &mut [Part]) {
+        let closed_through = self.closed_through();
+        for part in parts.iter_mut() {
+            part.closed_through = closed_through;
+        }
+        if !parts.is_empty()
+            && let (Some(through), Some(end)) = (closed_through, self.unclosed)
+            && end <= through
+        {
+            self.unclosed = None;
+        }
     }
 
     /// Removes and returns the parts that are complete: those whose span ended, then those
@@ -364,18 +460,10 @@ impl PartitionWindows {
                     .map(|part| (part, PartEnd::WindowClosed)),
             );
         }
-        self.closed.extend(parts.iter().map(|(part, _)| {
-            (
-                part.key.first_offset,
-                part.last_offset,
-                part.watermark_before,
-            )
-        }));
-        let closed_through = self.closed_through();
-        for (part, _) in &mut parts {
-            part.closed_through = closed_through;
-        }
-        parts
+        let (mut ended, ends): (Vec<Part>, Vec<PartEnd>) = parts.into_iter().unzip();
+        self.remember_closed(&ended);
+        self.stamp(&mut ended);
+        ended.into_iter().zip(ends).collect()
     }
 
     /// Windows ending at or before this time are closed here: the watermark minus the grace.
@@ -392,20 +480,14 @@ impl PartitionWindows {
     /// [`take_closed`]: PartitionWindows::take_closed
     pub fn hand_over(&mut self, next_offset: i64) -> (Vec<(Part, PartEnd)>, Checkpoint) {
         let mut parts = self.take_closed();
-        let closed_through = self.closed_through();
-        parts.extend(std::mem::take(&mut self.open).into_values().map(|part| {
-            (
-                Part {
-                    closed_through,
-                    ..part
-                },
-                PartEnd::HandedOver,
-            )
-        }));
+        let mut open: Vec<Part> = std::mem::take(&mut self.open).into_values().collect();
+        self.stamp(&mut open);
+        parts.extend(open.into_iter().map(|part| (part, PartEnd::HandedOver)));
         self.closed.clear();
         let checkpoint = Checkpoint {
             offset: next_offset,
             watermark: self.watermark,
+            unclosed: self.unclosed,
         };
         (parts, checkpoint)
     }
@@ -451,6 +533,7 @@ impl PartitionWindows {
         let mut at = Checkpoint {
             offset: next_offset,
             watermark: self.watermark,
+            unclosed: self.unclosed,
         };
         // A part straddles `at` when it starts before it and is still open or ends at or after
         // it. Moving back to the earliest such start may make another part straddle: repeat
@@ -463,9 +546,16 @@ impl PartitionWindows {
             at = Checkpoint {
                 offset: *first,
                 watermark: *before,
+                unclosed: self.unclosed,
             };
         }
         self.closed.retain(|(_, last, _)| *last >= at.offset);
+        if at.offset != next_offset {
+            // Whoever resumes there reads again the parts this window's `unclosed` came from,
+            // and learns it from them; carried, it could let a new owner close the window
+            // before it has read them (a quiet close right after the takeover).
+            at.unclosed = None;
+        }
         at
     }
 
@@ -607,13 +697,13 @@ mod tests {
     #[test]
     fn a_quiet_partition_ends_its_open_parts_so_that_the_commit_passes_them() {
         let mut windows = PartitionWindows::new(settings(), 0);
-        assert!(windows.quiet(at(100)).is_empty(), "nothing read yet");
+        assert!(windows.quiet(at(100), true).is_empty(), "nothing read yet");
         for offset in 0..2 {
             windows.read(offset, at(50));
             windows.add(offset, &order(50, "EUR", &[("A", 1, 100)]), at(50));
         }
         assert!(
-            windows.quiet(at(59)).is_empty(),
+            windows.quiet(at(59), true).is_empty(),
             "not quiet for a grace period yet"
         );
         assert_eq!(
@@ -621,7 +711,11 @@ mod tests {
             0,
             "the open part holds it back"
         );
-        let ended = windows.quiet(at(60));
+        assert!(
+            windows.quiet(at(60), false).is_empty(),
+            "messages are waiting: not quiet"
+        );
+        let ended = windows.quiet(at(60), true);
         assert_eq!(ended.len(), 1);
         assert_eq!((ended[0].key.first_offset, ended[0].orders), (0, 2));
         assert_eq!(
@@ -629,13 +723,14 @@ mod tests {
             Some(at(40)),
             "the watermark minus the grace: its window is not closed"
         );
-        assert!(windows.quiet(at(70)).is_empty(), "ended: not again");
+        assert!(windows.quiet(at(70), true).is_empty(), "ended: not again");
         assert_eq!(windows.watermark(), Some(at(50)), "order time only");
         assert_eq!(
             windows.checkpoint(2),
             Checkpoint {
                 offset: 2,
-                watermark: Some(at(50))
+                watermark: Some(at(50)),
+                unclosed: Some(at(60))
             },
             "the commit passes the ended part"
         );
@@ -644,8 +739,8 @@ mod tests {
         windows.read(2, at(90));
         let placed = windows.add(2, &order(55, "EUR", &[("A", 1, 100)]), at(55));
         assert!(matches!(placed, Placement::Counted(key) if key.first_offset == 2));
-        assert!(windows.quiet(at(95)).is_empty(), "arrived 5 s ago");
-        let again = windows.quiet(at(100));
+        assert!(windows.quiet(at(95), true).is_empty(), "arrived 5 s ago");
+        let again = windows.quiet(at(100), true);
         assert_eq!((again[0].key.first_offset, again[0].orders), (2, 1));
     }
 
@@ -664,7 +759,8 @@ mod tests {
             windows.checkpoint(103),
             Checkpoint {
                 offset: 100,
-                watermark: None
+                watermark: None,
+                unclosed: None
             }
         );
         // An order of [0,60) within grace, then one that closes it.
@@ -685,7 +781,8 @@ mod tests {
             windows.checkpoint(106),
             Checkpoint {
                 offset: 105,
-                watermark: Some(at(70))
+                watermark: Some(at(70)),
+                unclosed: None
             },
             "[120,180) is open from 105, with the watermark 70 before it"
         );
@@ -756,7 +853,12 @@ mod tests {
                     messages[stop].0 - checkpoint.offset <= span.min(messages.len() as i64),
                     "span {span}, stop {stop}: the commit lags more than a span"
                 );
-                let mut resumed = PartitionWindows::resume(settings, 0, checkpoint.watermark);
+                let mut resumed = PartitionWindows::resume(
+                    settings,
+                    0,
+                    checkpoint.watermark,
+                    checkpoint.unclosed,
+                );
                 let rebuilt = run(&mut resumed, checkpoint.offset);
                 for (key, part) in &rebuilt {
                     assert_eq!(
@@ -834,10 +936,25 @@ mod tests {
             checkpoint,
             Checkpoint {
                 offset: 2,
-                watermark: Some(at(75))
-            }
+                watermark: Some(at(75)),
+                unclosed: Some(at(120))
+            },
+            "[60, 120) is for the next owner to close"
         );
         assert_eq!(windows.open_parts().count(), 0);
+    }
+
+    #[test]
+    fn a_future_dated_order_does_not_put_off_a_quiet_close() {
+        let mut windows = PartitionWindows::new(settings(), 0);
+        windows.read(0, at(5));
+        windows.add(0, &order(5, "EUR", &[("A", 1, 100)]), at(5));
+        windows.read(1, at(6));
+        windows.add(1, &order(100_000, "EUR", &[("A", 1, 100)]), at(6));
+        assert_eq!(windows.quiet(at(16), true).len(), 2);
+        let marker = windows.close_quiet(at(80), true, 2).expect("closed");
+        assert_eq!((marker.window_end, marker.orders), (at(60), 0));
+        assert_eq!(windows.watermark(), Some(at(70)));
     }
 
     #[test]
@@ -846,7 +963,7 @@ mod tests {
         // Orders an hour old, arriving now one after the other.
         for offset in 0..5 {
             windows.read(offset, at(3_600 + offset));
-            assert!(windows.quiet(at(3_600 + offset)).is_empty());
+            assert!(windows.quiet(at(3_600 + offset), true).is_empty());
             let placed = windows.add(offset, &order(offset * 10, "EUR", &[("A", 1, 100)]), at(0));
             assert!(matches!(placed, Placement::Counted(_)), "offset {offset}");
         }

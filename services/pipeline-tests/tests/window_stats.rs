@@ -7,7 +7,9 @@
 use chrono::{DateTime, Utc};
 use pipeline_tests::events::{named, tracked};
 use pipeline_tests::window_totals::{self, Totals, parse_window_totals, window_start};
-use pipeline_tests::{Pipeline, Record, binary_path, produce_raw, read_topic, stop_gracefully};
+use pipeline_tests::{
+    Pipeline, Record, Service, binary_path, free_port, produce_raw, read_topic, stop_gracefully,
+};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::Command;
 use std::time::Duration;
@@ -29,9 +31,19 @@ fn expected_totals(orders: &[Record], window_secs: i64) -> Totals {
 /// The stats topic read as the README says: every record checked against the schema, the last
 /// record per key kept, the parts of each window summed.
 fn published_totals(pipeline: &Pipeline) -> (Totals, Vec<(String, serde_json::Value)>) {
+    published_totals_on(&pipeline.bootstrap(), &pipeline.stats, 1)
+}
+
+/// [`published_totals`] of the stats topic `stats` on any broker (the mock cluster, say),
+/// once at least `expected` records are there.
+fn published_totals_on(
+    bootstrap: &str,
+    stats: &str,
+    expected: usize,
+) -> (Totals, Vec<(String, serde_json::Value)>) {
     let schema: serde_json::Value = serde_json::from_str(STATS_SCHEMA_JSON).expect("schema");
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");
-    let records = read_topic(&pipeline.bootstrap(), &pipeline.stats, 1);
+    let records = read_topic(bootstrap, stats, expected);
     let mut all = Vec::new();
     let mut latest: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     for record in &records {
@@ -72,13 +84,27 @@ fn published_totals(pipeline: &Pipeline) -> (Totals, Vec<(String, serde_json::Va
 
 /// `order-tracker window-totals --json`, as a user runs it, read into the same shape.
 fn subcommand_totals(pipeline: &Pipeline) -> Totals {
+    subcommand_totals_on(
+        &pipeline.bootstrap(),
+        [&pipeline.orders, &pipeline.dead_letters, &pipeline.stats],
+        "windows",
+    )
+    .0
+}
+
+/// [`subcommand_totals`] on any broker, for `group`, with the windows it calls closed.
+fn subcommand_totals_on(
+    bootstrap: &str,
+    [orders, dead_letters, stats]: [&str; 3],
+    group: &str,
+) -> (Totals, BTreeSet<DateTime<Utc>>) {
     let output = Command::new(binary_path("order-tracker"))
         .args(["window-totals", "--json"])
         .env_clear()
-        .env("KAFKA_BOOTSTRAP_SERVERS", pipeline.bootstrap())
-        .env("ORDERS_TOPIC", &pipeline.orders)
-        .env("DEAD_LETTER_TOPIC", &pipeline.dead_letters)
-        .env("WINDOW_STATS_TOPIC", &pipeline.stats)
+        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+        .env("ORDERS_TOPIC", orders)
+        .env("DEAD_LETTER_TOPIC", dead_letters)
+        .env("WINDOW_STATS_TOPIC", stats)
         .output()
         .expect("run order-tracker window-totals");
     assert!(
@@ -86,9 +112,8 @@ fn subcommand_totals(pipeline: &Pipeline) -> Totals {
         "window-totals failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    parse_window_totals(&String::from_utf8_lossy(&output.stdout), "windows")
+    parse_window_totals(&String::from_utf8_lossy(&output.stdout), group)
         .expect("window-totals --json output")
-        .0
 }
 
 #[test]
@@ -312,19 +337,33 @@ fn late_and_future_dated_orders_are_reported_and_currencies_stay_apart() {
     assert_eq!(ends[&start_of(window_start(future, 10))], "handed_over");
 }
 
-/// The one wall-clock decision (a quiet partition ends its parts and commits past them) must
-/// not make a replay count twice: a window goes quiet twice, gets more orders, and its tracker
-/// is SIGKILLed; its successor resumes after the last quiet part, so the window's total is
-/// every order once.
+/// A window length for which `now` is at least `margin` before its window's end (aligned
+/// windows: a fixed length would sometimes put `now` at a window's very end).
+fn window_secs_leaving(now: DateTime<Utc>, margin: i64) -> i64 {
+    (300..)
+        .find(|length| {
+            let start = window_start(now, *length);
+            (start + chrono::Duration::seconds(*length) - now).num_seconds() >= margin
+                && (now - start).num_seconds() >= 5
+        })
+        .expect("a length")
+}
+
+/// The wall-clock decision that ends a quiet partition's parts and commits past them must not
+/// make a replay count twice: a window goes quiet twice, gets more orders, and its tracker is
+/// SIGKILLed; its successor resumes after the last quiet part, so the window's total is every
+/// order once. The window is the current one and long, so that it stays open throughout.
 #[test]
 fn a_window_that_goes_quiet_and_resumes_stays_exact_across_a_sigkill() {
     let pipeline = Pipeline::new(1);
+    let now = Utc::now();
+    let window_secs = window_secs_leaving(now, 180);
     // A grace period (and so a quiet period) long enough that the SIGKILL below surely lands
     // before the last batch is quiet, even on a loaded machine.
     let tracker = || {
         pipeline
             .tracker("quiet")
-            .env("WINDOW_SECS", 30)
+            .env("WINDOW_SECS", window_secs)
             .env("WINDOW_GRACE_SECS", 5)
     };
     let mut first = tracker().spawn();
@@ -333,9 +372,9 @@ fn a_window_that_goes_quiet_and_resumes_stays_exact_across_a_sigkill() {
         "{}",
         first.report()
     );
-    // One window in the past, dated by the test alone, that stays open throughout: the
-    // watermark never passes its end plus grace.
-    let w = window_start(Utc::now() - chrono::Duration::minutes(5), 30);
+    // Orders dated just before now, in the current window.
+    let w = window_start(now, window_secs);
+    let dated = now - chrono::Duration::seconds(2);
     let mut cents_in_w = 0;
     let mut produced = 0;
     let mut batch = |n: usize| {
@@ -344,7 +383,7 @@ fn a_window_that_goes_quiet_and_resumes_stays_exact_across_a_sigkill() {
                 let cents = 100 + (produced + i) as i64;
                 cents_in_w += cents;
                 order_json(
-                    w + chrono::Duration::seconds(1 + (produced + i) as i64),
+                    dated + chrono::Duration::milliseconds((produced + i) as i64),
                     "EUR",
                     cents,
                 )
@@ -405,5 +444,138 @@ fn a_window_that_goes_quiet_and_resumes_stays_exact_across_a_sigkill() {
         )),
         "every order of the window once\n{}",
         second.report()
+    );
+}
+
+/// A partition that receives nothing more still closes its windows in bounded time (the end
+/// of its latest window plus twice the grace period), even when it changed owner while quiet:
+/// the old owner ends the window's part and stops before that time, and the new owner, which
+/// never reads a message, closes the window from what the handover commit carried. The close
+/// is real: an order for that window arriving afterwards is late, and `window-totals` calls
+/// the window closed with every order in it.
+///
+/// On librdkafka's mock cluster, not tansu: tansu drops the metadata of offset commits (a
+/// commit made with metadata reads back with none), which is what carries the watermark and
+/// the window to close from one owner to the next. Real Kafka keeps it.
+#[test]
+fn a_quiet_partition_closes_its_window_in_bounded_time_even_under_a_new_owner() {
+    const WINDOW_SECS: i64 = 20;
+    const GRACE_SECS: i64 = 3;
+    let mock = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    let bootstrap = mock.bootstrap_servers();
+    let (orders, dead_letters, stats) = ("orders", "orders.dlq", "orders.stats");
+    for topic in [orders, dead_letters, stats] {
+        mock.create_topic(topic, 1, 1).expect("topic");
+    }
+    let tracker = || {
+        Service::builder("order-tracker", &bootstrap)
+            .env("ORDERS_TOPIC", orders)
+            .env("DEAD_LETTER_TOPIC", dead_letters)
+            .env("WINDOW_STATS_TOPIC", stats)
+            .env("WINDOW_SECS", WINDOW_SECS)
+            .env("WINDOW_GRACE_SECS", GRACE_SECS)
+            .env("GROUP_ID", "closing")
+            .env("HEALTH_PORT", free_port())
+            .env("STATS_INTERVAL_SECS", 60)
+            .env("KAFKA_SESSION_TIMEOUT_MS", 6000)
+            .env("KAFKA_HEARTBEAT_INTERVAL_MS", 500)
+    };
+    let produce = |values: &[Vec<u8>]| {
+        let raw: Vec<_> = values
+            .iter()
+            .map(|value| (Some(b"CUST-00042".as_slice()), Some(value.as_slice())))
+            .collect();
+        produce_raw(&bootstrap, orders, &raw);
+    };
+    let mut first = tracker().spawn();
+    assert!(
+        first.wait_for_event("partitions_assigned", Duration::from_secs(60)),
+        "{}",
+        first.report()
+    );
+    // Orders early in a window, so that the first owner's quiet part comes well before the
+    // window may close (its end plus twice the grace).
+    let into_window = |now: DateTime<Utc>| (now - window_start(now, WINDOW_SECS)).num_seconds();
+    while !(1..4).contains(&into_window(Utc::now())) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let dated = Utc::now();
+    let w = window_start(dated, WINDOW_SECS);
+    let closes_by = w + chrono::Duration::seconds(WINDOW_SECS + 2 * GRACE_SECS);
+    produce(
+        &(0..4)
+            .map(|i| order_json(dated + chrono::Duration::milliseconds(i), "EUR", 100))
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        first.wait_until(Duration::from_secs(30), |e| {
+            named(e, "window_part").any(|p| p.field("part_end").as_deref() == Some("quiet"))
+        }),
+        "{}",
+        first.report()
+    );
+    stop_gracefully(&mut first);
+    assert!(
+        Utc::now() < closes_by,
+        "the first owner stopped too late for this test ({closes_by})"
+    );
+    assert_eq!(
+        named(&first.events(), "window_closed_quiet").count(),
+        0,
+        "not closed before its end plus twice the grace\n{}",
+        first.report()
+    );
+
+    let mut second = tracker().spawn();
+    assert!(
+        second.wait_for_event("window_closed_quiet", Duration::from_secs(60)),
+        "{}",
+        second.report()
+    );
+    let closed_at = Utc::now();
+    assert!(
+        closed_at < closes_by + chrono::Duration::seconds(5),
+        "closed at {closed_at}, bound {closes_by} plus the checkpoint interval and slack\n{}",
+        second.report()
+    );
+    assert_eq!(tracked(&second.events()).len(), 0, "it read no order");
+    let (totals, closed) =
+        subcommand_totals_on(&bootstrap, [orders, dead_letters, stats], "closing");
+    assert_eq!(totals.get(&w).map(|t| t.0), Some(4), "{totals:?}");
+    assert!(closed.contains(&w), "window {w} is closed: {closed:?}");
+
+    // The close holds: an order for that window now is late; one for the current window is not.
+    produce(&[
+        order_json(dated, "EUR", 100),
+        order_json(Utc::now(), "EUR", 100),
+    ]);
+    assert!(
+        second.wait_until(Duration::from_secs(30), |e| tracked(e).len() == 2),
+        "{}",
+        second.report()
+    );
+    stop_gracefully(&mut second);
+    assert_eq!(
+        named(&second.events(), "late_order").count(),
+        1,
+        "{}",
+        second.report()
+    );
+    // Every record matches the schema (checked while reading).
+    let (_, records) = published_totals_on(&bootstrap, stats, 3);
+    assert!(records.len() >= 3, "{records:?}");
+    let values: Vec<serde_json::Value> = records.into_iter().map(|(_, value)| value).collect();
+    let closing: Vec<_> = values
+        .iter()
+        .filter(|v| v["part_end"] == "closed_quiet")
+        .collect();
+    assert_eq!(closing.len(), 1, "{values:?}");
+    assert_eq!(
+        (
+            closing[0]["orders"].as_u64(),
+            closing[0]["first_offset"].as_i64()
+        ),
+        (Some(0), Some(4)),
+        "a record of no order, keyed where reading stopped"
     );
 }
