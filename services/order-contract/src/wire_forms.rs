@@ -30,25 +30,24 @@ pub(crate) fn hyphenated_uuid<'de, D: Deserializer<'de>>(
             f.write_str("a UUID in its hyphenated form, 8-4-4-4-12 hex digits")
         }
         fn visit_str<E: de::Error>(self, text: &str) -> Result<Uuid, E> {
-            if !is_hyphenated_uuid(text) {
-                return Err(E::custom(format!(
+            parse_hyphenated_uuid(text).ok_or_else(|| {
+                E::custom(format!(
                     "`order_id` {text:?} is not a UUID in its hyphenated form \
                      (8-4-4-4-12 hex digits)"
-                )));
-            }
-            Uuid::parse_str(text).map_err(E::custom)
+                ))
+            })
         }
     }
     deserializer.deserialize_str(Hyphenated)
 }
 
-fn is_hyphenated_uuid(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    bytes.len() == 36
-        && bytes.iter().enumerate().all(|(at, byte)| match at {
-            8 | 13 | 18 | 23 => *byte == b'-',
-            _ => byte.is_ascii_hexdigit(),
-        })
+/// The UUID, if `text` is one in the hyphenated form. `uuid` reads 36 characters as that form
+/// only (hyphens in place, hex digits elsewhere), so the length rules out the other forms.
+fn parse_hyphenated_uuid(text: &str) -> Option<Uuid> {
+    if text.len() != 36 {
+        return None;
+    }
+    Uuid::try_parse(text).ok()
 }
 
 /// `created_at`: an RFC 3339 `date-time` only.
@@ -149,19 +148,20 @@ mod tests {
 
     #[test]
     fn only_the_hyphenated_uuid_form_passes() {
-        assert!(is_hyphenated_uuid("4f7c1d2e-0000-4000-8000-00000000000a"));
-        assert!(is_hyphenated_uuid("4F7C1D2E-0000-4000-8000-00000000000A"));
+        assert!(parse_hyphenated_uuid("4f7c1d2e-0000-4000-8000-00000000000a").is_some());
+        assert!(parse_hyphenated_uuid("4F7C1D2E-0000-4000-8000-00000000000A").is_some());
         for other in [
             "4f7c1d2e000040008000000000000001",
             "{4f7c1d2e-0000-4000-8000-000000000001}",
             "urn:uuid:4f7c1d2e-0000-4000-8000-000000000001",
             "4f7c1d2e-0000-4000-8000-00000000000g",
             "4f7c1d2e-0000-4000-8000+000000000001",
+            "4f7c1d2e0-000-4000-8000-00000000000a",
             "4f7c1d2e-0000-4000-8000-0000000000011",
             "4f7c1d2e-0000-4000-8000-00000000001",
             "",
         ] {
-            assert!(!is_hyphenated_uuid(other), "{other}");
+            assert!(parse_hyphenated_uuid(other).is_none(), "{other}");
         }
     }
 
