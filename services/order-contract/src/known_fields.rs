@@ -16,6 +16,7 @@
 use crate::{DeliveryAddress, Order, OrderItem};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use compact_str::CompactString;
 use uuid::Uuid;
 
 /// [`Order`], refusing fields it does not know.
@@ -25,31 +26,31 @@ pub(crate) struct KnownOrder {
     pub(crate) schema_version: u32,
     #[serde(deserialize_with = "crate::wire_forms::hyphenated_uuid")]
     order_id: Uuid,
-    customer_id: String,
+    customer_id: CompactString,
     #[serde(deserialize_with = "crate::wire_forms::rfc3339")]
     created_at: DateTime<Utc>,
     #[serde(default)]
-    restaurant: Option<String>,
+    restaurant: Option<CompactString>,
     #[serde(default)]
     delivery_address: Option<KnownAddress>,
     items: Vec<KnownItem>,
     total_cents: i64,
-    currency: String,
+    currency: CompactString,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KnownAddress {
-    street: String,
-    postal_code: String,
-    city: String,
+    street: CompactString,
+    postal_code: CompactString,
+    city: CompactString,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KnownItem {
-    sku: String,
-    name: String,
+    sku: CompactString,
+    name: CompactString,
     quantity: i64,
     unit_price_cents: i64,
 }

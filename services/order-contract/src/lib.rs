@@ -10,6 +10,7 @@
 //! parse) so that a hostile or foreign message costs little before it is rejected.
 
 use chrono::{DateTime, Utc};
+pub use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use uuid::Uuid;
@@ -35,36 +36,36 @@ pub struct Order {
     pub schema_version: u32,
     #[serde(deserialize_with = "wire_forms::hyphenated_uuid")]
     pub order_id: Uuid,
-    pub customer_id: String,
+    pub customer_id: CompactString,
     #[serde(deserialize_with = "wire_forms::rfc3339")]
     pub created_at: DateTime<Utc>,
     /// Optional since contract revision 1.1: an order placed through a system that has no
     /// notion of restaurants carries none. Absent and `null` both mean "none"; when present it
     /// is non-empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restaurant: Option<String>,
+    pub restaurant: Option<CompactString>,
     /// Optional since contract revision 1.1: a pickup order has no address. Absent and `null`
     /// both mean "none".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery_address: Option<DeliveryAddress>,
     pub items: Vec<OrderItem>,
     pub total_cents: i64,
-    pub currency: String,
+    pub currency: CompactString,
 }
 
 /// Where the order goes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryAddress {
-    pub street: String,
-    pub postal_code: String,
-    pub city: String,
+    pub street: CompactString,
+    pub postal_code: CompactString,
+    pub city: CompactString,
 }
 
 /// One line of an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderItem {
-    pub sku: String,
-    pub name: String,
+    pub sku: CompactString,
+    pub name: CompactString,
     pub quantity: i64,
     pub unit_price_cents: i64,
 }
@@ -187,13 +188,13 @@ impl Order {
         for item in &self.items {
             if item.quantity <= 0 {
                 return Err(RejectReason::NonPositiveQuantity {
-                    sku: item.sku.clone(),
+                    sku: item.sku.to_string(),
                     quantity: item.quantity,
                 });
             }
             if item.unit_price_cents < 0 {
                 return Err(RejectReason::NegativePrice {
-                    sku: item.sku.clone(),
+                    sku: item.sku.to_string(),
                     unit_price_cents: item.unit_price_cents,
                 });
             }

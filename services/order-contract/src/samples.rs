@@ -104,8 +104,8 @@ impl OrderGenerator {
         let items: Vec<OrderItem> = MENU
             .sample(&mut self.rng, lines)
             .map(|(sku, name, price)| OrderItem {
-                sku: (*sku).to_string(),
-                name: (*name).to_string(),
+                sku: (*sku).into(),
+                name: (*name).into(),
                 quantity: if self.rng.random_bool(0.1) {
                     self.rng.random_range(4..=10)
                 } else {
@@ -124,19 +124,19 @@ impl OrderGenerator {
             // unless a test fixes the seed) rather than `Uuid::new_v4`, which asks the kernel
             // for 16 random bytes with a system call per order.
             order_id: uuid::Builder::from_random_bytes(self.rng.random()).into_uuid(),
-            customer_id: format!("customer-{customer}"),
+            customer_id: compact_str::format_compact!("customer-{customer}"),
             created_at: Utc::now(),
             restaurant: Some(
                 RESTAURANTS
                     .choose(&mut self.rng)
                     .copied()
                     .unwrap_or("Chez Luigi")
-                    .to_string(),
+                    .into(),
             ),
             delivery_address: Some(address_of(customer)),
             items,
             total_cents,
-            currency: "EUR".to_string(),
+            currency: "EUR".into(),
         }
     }
 }
@@ -146,9 +146,9 @@ fn address_of(customer: u32) -> DeliveryAddress {
     let index = customer as usize;
     let (postal_code, city) = CITIES[index % CITIES.len()];
     DeliveryAddress {
-        street: format!("{} {}", 1 + index % 97, STREETS[index % STREETS.len()]),
-        postal_code: postal_code.to_string(),
-        city: city.to_string(),
+        street: compact_str::format_compact!("{} {}", 1 + index % 97, STREETS[index % STREETS.len()]),
+        postal_code: (*postal_code).into(),
+        city: (*city).into(),
     }
 }
 
@@ -173,7 +173,7 @@ mod tests {
         let mut per_customer: HashMap<String, usize> = HashMap::new();
         for _ in 0..6000 {
             *per_customer
-                .entry(generator.next_order().customer_id)
+                .entry(generator.next_order().customer_id.to_string())
                 .or_default() += 1;
         }
         let numbers: HashSet<u32> = per_customer

@@ -75,7 +75,7 @@ pub struct DeliveryNote {
     /// When the order was handed to librdkafka: the start of its delivery latency.
     sent_at: Instant,
     order_id: uuid::Uuid,
-    customer_id: String,
+    customer_id: order_contract::CompactString,
     item_count: i64,
     total: String,
     /// Set for orders posted over HTTP: the report is also sent here.

@@ -45,7 +45,7 @@ pub(crate) mod test_orders {
             .iter()
             .map(|(sku, quantity, price)| OrderItem {
                 sku: (*sku).into(),
-                name: format!("Item {sku}"),
+                name: format!("Item {sku}").into(),
                 quantity: *quantity,
                 unit_price_cents: *price,
             })

@@ -114,18 +114,18 @@ impl Statistics {
         self.orders += 1;
         self.revenue_cents = self.revenue_cents.saturating_add(order.total_cents);
         if self.currency != order.currency {
-            self.currency.clone_from(&order.currency);
+            self.currency.replace_range(.., &order.currency);
         }
         for item in &order.items {
             // Look up by `&str` first: a key is copied only the first time it is seen.
             if !self.items.contains_key(item.sku.as_str()) {
-                self.items.insert(item.sku.clone(), ItemTotals::default());
+                self.items.insert(item.sku.to_string(), ItemTotals::default());
             }
             let Some(totals) = self.items.get_mut(item.sku.as_str()) else {
                 continue;
             };
             if totals.name.is_empty() {
-                totals.name.clone_from(&item.name);
+                totals.name.push_str(&item.name);
             }
             totals.quantity = totals.quantity.saturating_add(item.quantity);
             totals.revenue_cents = totals
@@ -137,7 +137,7 @@ impl Statistics {
                 self.forget_least_active_customer();
             }
             self.customers
-                .insert(order.customer_id.clone(), CustomerTotals::default());
+                .insert(order.customer_id.to_string(), CustomerTotals::default());
         }
         let Some(customer) = self.customers.get_mut(order.customer_id.as_str()) else {
             return;
@@ -328,7 +328,7 @@ impl AlertRules {
         let window = chrono::Duration::from_std(self.burst_window).unwrap_or(chrono::Duration::MAX);
         let times = self
             .recent
-            .get_or_insert_mut_ref(&order.customer_id, VecDeque::new);
+            .get_or_insert_mut_ref(order.customer_id.as_str(), VecDeque::new);
         // Keep the window sorted even if orders arrive slightly out of time order.
         let at = times.partition_point(|t| *t <= order.created_at);
         times.insert(at, order.created_at);

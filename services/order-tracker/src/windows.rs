@@ -172,7 +172,7 @@ impl Part {
             // The SKU is copied only the first time this part sees it.
             let totals = match self.items.get_mut(item.sku.as_str()) {
                 Some(totals) => totals,
-                None => self.items.entry(item.sku.clone()).or_default(),
+                None => self.items.entry(item.sku.to_string()).or_default(),
             };
             totals.quantity = totals.quantity.saturating_add(item.quantity);
             add_cents(

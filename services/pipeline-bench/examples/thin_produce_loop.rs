@@ -61,7 +61,7 @@ fn main() -> ExitCode {
     let pool: Vec<(String, Vec<u8>)> = (0..POOL)
         .map(|_| {
             let order = generator.next_order();
-            (order.customer_id.clone(), order.to_json())
+            (order.customer_id.to_string(), order.to_json())
         })
         .collect();
     let payload_bytes = pool.iter().map(|(_, p)| p.len()).sum::<usize>() / POOL;
