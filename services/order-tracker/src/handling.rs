@@ -18,6 +18,7 @@
 
 use crate::metrics::TrackerMetrics;
 use crate::stats::{Alert, AlertRules, SeenOrders, Statistics};
+use chrono::{DateTime, Utc};
 use order_contract::{Money, Order, RejectReason};
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -101,12 +102,13 @@ impl Verdict {
     /// lines have their own target, so that high rates can turn them down:
     /// `RUST_LOG=info,order_tracker::orders=warn`. Nothing is formatted for a line that is
     /// turned down (`tracing` evaluates a line's fields only when the line is enabled).
-    pub fn report(&self, source: Source<'_>, metrics: &TrackerMetrics) {
+    /// `now` is when it was handled: the end of the order's latency.
+    pub fn report(&self, source: Source<'_>, now: DateTime<Utc>, metrics: &TrackerMetrics) {
         match self {
             Verdict::Track { order, alerts } => {
                 metrics.tracked.inc();
                 // A created_at in the future (clock skew between hosts) counts as no delay.
-                let age = chrono::Utc::now().signed_duration_since(order.created_at);
+                let age = now.signed_duration_since(order.created_at);
                 metrics.order_latency(age.to_std().unwrap_or_default());
                 metrics
                     .revenue_cents

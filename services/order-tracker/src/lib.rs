@@ -143,7 +143,15 @@ struct Tracker {
 }
 
 impl Tracker {
-    async fn handle(&mut self, message: &BorrowedMessage<'_>, shutdown: &mut Shutdown) -> Handled {
+    /// Handles one message, handled at `now`: the clock is read once per batch of waiting
+    /// messages (a batch takes well under a millisecond), and again after a dead-letter write,
+    /// which waits for the broker.
+    async fn handle(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        now: &mut DateTime<Utc>,
+        shutdown: &mut Shutdown,
+    ) -> Handled {
         // Formatted only if a log line is written: at high rates the lines are turned down.
         let source = Source {
             topic: message.topic(),
@@ -151,12 +159,12 @@ impl Tracker {
             offset: message.offset(),
         };
         let verdict = self.handler.handle(message.payload());
-        verdict.report(source, &self.metrics);
+        verdict.report(source, *now, &self.metrics);
         let reason = match verdict {
             Verdict::Track { order, .. } | Verdict::Duplicate { order } => {
                 // Every valid order counts in its window, a redelivery too: the duplicate
                 // memory is per process, the window parts must not depend on it.
-                self.count_in_window(message, Some(&order));
+                self.count_in_window(message, Some(&order), *now);
                 return Handled::Done;
             }
             Verdict::DeadLetter { reason } => reason,
@@ -173,7 +181,8 @@ impl Tracker {
                     self.dead_letters.topic(),
                     reason.code()
                 );
-                self.count_in_window(message, None);
+                *now = Utc::now();
+                self.count_in_window(message, None, *now);
                 Handled::Done
             }
             DeadLetterOutcome::Abandoned => Handled::Abandoned,
@@ -187,8 +196,8 @@ impl Tracker {
         &self,
         message: &BorrowedMessage<'_>,
         order: Option<&order_contract::Order>,
+        now: DateTime<Utc>,
     ) {
-        let now = Utc::now();
         let message_time = message
             .timestamp()
             .to_millis()
@@ -461,7 +470,8 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
             // and its quiet partitions are truly quiet (see `Tracker::checkpoint`).
             received = consumer.recv() => match received {
                 Ok(message) => {
-                    let mut handled = tracker.handle(&message, &mut shutdown).await;
+                    let mut now = Utc::now();
+                    let mut handled = tracker.handle(&message, &mut now, &mut shutdown).await;
                     drop(message);
                     // Then the messages already waiting, without a trip through `select!`
                     // each (a batch is well under a millisecond; the ticks wait that long).
@@ -473,7 +483,7 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
                     {
                         match consumer.recv().now_or_never() {
                             Some(Ok(next)) => {
-                                handled = tracker.handle(&next, &mut shutdown).await;
+                                handled = tracker.handle(&next, &mut now, &mut shutdown).await;
                                 batch += 1;
                             }
                             Some(Err(err)) => {
