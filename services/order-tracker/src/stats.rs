@@ -2,13 +2,16 @@
 //! Kafka in it, so that it is tested directly.
 //!
 //! Memory is bounded everywhere a hostile or simply long-lived stream could grow it: recent
-//! order ids and per-customer burst windows live in LRU caches; per-item totals are bounded by
-//! the menu; per-customer totals are capped and the least active customer is forgotten first.
+//! order ids live in a ring allocated once, per-customer burst windows in an LRU cache;
+//! per-item totals are bounded by the menu; per-customer totals are capped and the least
+//! active customer is forgotten first.
 
 use chrono::{DateTime, Utc};
 use lru::LruCache;
 use order_contract::{Money, Order};
-use std::collections::{HashMap, HashSet, VecDeque};
+use hashbrown::HashTable;
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
@@ -25,37 +28,70 @@ use uuid::Uuid;
 type FastHash = foldhash::fast::RandomState;
 
 /// Remembers the most recent order ids to recognise redeliveries: the last `capacity` ids seen
-/// for the first time, oldest forgotten first. A ring of ids beside a set of them, both
-/// allocated once: no allocation per order (an LRU list allocates a node per entry, and its
-/// pointer chasing cost about 8% of the tracker's CPU when catching up).
+/// for the first time, oldest forgotten first. Both parts are allocated once, so nothing is
+/// allocated per order (an LRU list allocates a node per entry, and its pointer chasing cost
+/// about 8% of the tracker's CPU when catching up):
+/// - a ring of the ids, in the order first seen, overwritten oldest first;
+/// - a hash table of positions in that ring (4 bytes each rather than a 16-byte id), found by
+///   the id's hash; forgetting the oldest id looks for its position, not the id.
+///
+/// About 23 bytes per id where a set of ids beside the ring took 38 (2.3 MB at the default
+/// 100,000, 230 MB at the 10,000,000 allowed). It is no faster: a lookup in a table of this
+/// size misses the CPU's cache either way, and remains about 8% of the tracker's CPU when
+/// catching up.
 #[derive(Debug)]
 pub struct SeenOrders {
+    /// Ids by position; `ring.len() < capacity` until the ring is full.
+    ring: Vec<Uuid>,
+    /// The position the next new id takes once the ring is full (its oldest id).
+    oldest: usize,
     capacity: usize,
-    oldest_first: VecDeque<Uuid>,
-    ids: HashSet<Uuid, FastHash>,
+    positions: HashTable<u32>,
+    hasher: FastHash,
 }
 
 impl SeenOrders {
+    /// At most `capacity` ids (up to `u32::MAX`; the configuration allows 10,000,000).
     pub fn new(capacity: NonZeroUsize) -> Self {
-        let capacity = capacity.get();
+        let capacity = capacity.get().min(u32::MAX as usize);
         SeenOrders {
+            ring: Vec::with_capacity(capacity),
+            oldest: 0,
             capacity,
-            oldest_first: VecDeque::with_capacity(capacity),
-            ids: HashSet::with_capacity_and_hasher(capacity, FastHash::default()),
+            positions: HashTable::with_capacity(capacity),
+            hasher: FastHash::default(),
         }
     }
 
     /// Records `id`; true the first time it is seen (within the remembered window).
     pub fn first_sighting(&mut self, id: Uuid) -> bool {
-        if !self.ids.insert(id) {
+        let hash = self.hasher.hash_one(id);
+        let ring = &self.ring;
+        if self
+            .positions
+            .find(hash, |&at| ring[at as usize] == id)
+            .is_some()
+        {
             return false;
         }
-        if self.oldest_first.len() == self.capacity
-            && let Some(forgotten) = self.oldest_first.pop_front()
-        {
-            self.ids.remove(&forgotten);
-        }
-        self.oldest_first.push_back(id);
+        let at = if self.ring.len() < self.capacity {
+            self.ring.push(id);
+            self.ring.len() - 1
+        } else {
+            let at = self.oldest;
+            let forgotten = std::mem::replace(&mut self.ring[at], id);
+            if let Ok(entry) = self
+                .positions
+                .find_entry(self.hasher.hash_one(forgotten), |&p| p as usize == at)
+            {
+                entry.remove();
+            }
+            self.oldest = (at + 1) % self.capacity;
+            at
+        };
+        let (ring, hasher) = (&self.ring, &self.hasher);
+        self.positions
+            .insert_unique(hash, at as u32, |&p| hasher.hash_one(ring[p as usize]));
         true
     }
 }
@@ -473,6 +509,35 @@ mod tests {
         assert!(seen.first_sighting(b));
         assert!(seen.first_sighting(c), "a is now the oldest and forgotten");
         assert!(seen.first_sighting(a), "memory is bounded to two ids");
+    }
+
+    /// Against the plainest model (a queue of the ids searched end to end), over a stream
+    /// with many repeats, so that hits, evictions and the ring's wrap-around all happen often.
+    #[test]
+    fn the_memory_agrees_with_a_plain_queue_of_the_last_ids() {
+        for capacity in [1, 2, 7, 64] {
+            let mut seen = SeenOrders::new(NonZeroUsize::new(capacity).expect("capacity"));
+            let mut model: VecDeque<Uuid> = VecDeque::new();
+            let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+            for step in 0..20_000 {
+                // A small pool of ids: about one in three is a repeat of a recent one.
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                let id = Uuid::from_u128(u128::from(state >> 33) % (3 * capacity as u128 + 1));
+                let expected = !model.contains(&id);
+                if expected {
+                    if model.len() == capacity {
+                        model.pop_front();
+                    }
+                    model.push_back(id);
+                }
+                assert_eq!(
+                    seen.first_sighting(id),
+                    expected,
+                    "capacity {capacity}, step {step}, id {id}"
+                );
+                assert!(seen.positions.len() <= capacity, "bounded");
+            }
+        }
     }
 
     #[test]
