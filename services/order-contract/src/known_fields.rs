@@ -15,8 +15,8 @@
 
 use crate::{DeliveryAddress, Order, OrderItem};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use compact_str::CompactString;
+use serde::Deserialize;
 use uuid::Uuid;
 
 /// [`Order`], refusing fields it does not know.

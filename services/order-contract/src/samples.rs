@@ -146,7 +146,11 @@ fn address_of(customer: u32) -> DeliveryAddress {
     let index = customer as usize;
     let (postal_code, city) = CITIES[index % CITIES.len()];
     DeliveryAddress {
-        street: compact_str::format_compact!("{} {}", 1 + index % 97, STREETS[index % STREETS.len()]),
+        street: compact_str::format_compact!(
+            "{} {}",
+            1 + index % 97,
+            STREETS[index % STREETS.len()]
+        ),
         postal_code: (*postal_code).into(),
         city: (*city).into(),
     }

@@ -49,7 +49,7 @@ pub const ALERT_BURST_WINDOW_SECS: Setting<Duration> = Setting {
 pub const DEDUP_CAPACITY: Setting<NonZeroUsize> = Setting {
     name: "DEDUP_CAPACITY",
     default: Some("100000"),
-    accepts: "a whole number from 1 to 10000000: how many recent order ids are remembered to recognise redeliveries (about 25 bytes each, allocated at start)",
+    accepts: "a whole number from 1 to 10000000: how many recent order ids are remembered to recognise redeliveries (about 30 bytes each, allocated at start)",
     parse: |text| rule::within(text, 1, 10_000_000).and_then(|n: usize| NonZeroUsize::new(n)),
 };
 

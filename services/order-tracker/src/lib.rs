@@ -144,8 +144,9 @@ struct Tracker {
 
 impl Tracker {
     /// Handles one message, handled at `now`: the clock is read once per batch of waiting
-    /// messages (a batch takes well under a millisecond), and again after a dead-letter write,
-    /// which waits for the broker.
+    /// messages (a batch takes well under a millisecond), and again after anything that may
+    /// wait: a dead-letter write, or window parts published (the stats producer's queue may be
+    /// full).
     async fn handle(
         &mut self,
         message: &BorrowedMessage<'_>,
@@ -164,7 +165,9 @@ impl Tracker {
             Verdict::Track { order, .. } | Verdict::Duplicate { order } => {
                 // Every valid order counts in its window, a redelivery too: the duplicate
                 // memory is per process, the window parts must not depend on it.
-                self.count_in_window(message, Some(&order), *now);
+                if self.count_in_window(message, Some(&order), *now) {
+                    *now = Utc::now();
+                }
                 return Handled::Done;
             }
             Verdict::DeadLetter { reason } => reason,
@@ -182,7 +185,9 @@ impl Tracker {
                     reason.code()
                 );
                 *now = Utc::now();
-                self.count_in_window(message, None, *now);
+                if self.count_in_window(message, None, *now) {
+                    *now = Utc::now();
+                }
                 Handled::Done
             }
             DeadLetterOutcome::Abandoned => Handled::Abandoned,
@@ -191,13 +196,14 @@ impl Tracker {
     }
 
     /// Records the fully handled `message` (`order` if it is one) in the book: its window part,
-    /// or a late order reported; parts that ended with it are published.
+    /// or a late order reported; parts that ended with it are published. True if parts were
+    /// published: that may have waited for room in the stats producer's queue.
     fn count_in_window(
         &self,
         message: &BorrowedMessage<'_>,
         order: Option<&order_contract::Order>,
         now: DateTime<Utc>,
-    ) {
+    ) -> bool {
         let message_time = message
             .timestamp()
             .to_millis()
@@ -211,7 +217,7 @@ impl Tracker {
                 message_time,
                 now,
             ),
-            Err(_) => return,
+            Err(_) => return false,
         };
         if let (
             Some(Placement::Late {
@@ -236,6 +242,7 @@ impl Tracker {
             );
         }
         self.publisher.publish_all(&counted.ended, &self.metrics);
+        !counted.ended.is_empty()
     }
 
     /// Ends and publishes the open parts of quiet partitions and closes their windows (only if
