@@ -165,9 +165,7 @@ impl Tracker {
             Verdict::Track { order, .. } | Verdict::Duplicate { order } => {
                 // Every valid order counts in its window, a redelivery too: the duplicate
                 // memory is per process, the window parts must not depend on it.
-                if self.count_in_window(message, Some(&order), *now) {
-                    *now = Utc::now();
-                }
+                self.count_in_window(message, Some(&order), now);
                 return Handled::Done;
             }
             Verdict::DeadLetter { reason } => reason,
@@ -185,9 +183,7 @@ impl Tracker {
                     reason.code()
                 );
                 *now = Utc::now();
-                if self.count_in_window(message, None, *now) {
-                    *now = Utc::now();
-                }
+                self.count_in_window(message, None, now);
                 Handled::Done
             }
             DeadLetterOutcome::Abandoned => Handled::Abandoned,
@@ -196,28 +192,28 @@ impl Tracker {
     }
 
     /// Records the fully handled `message` (`order` if it is one) in the book: its window part,
-    /// or a late order reported; parts that ended with it are published. True if parts were
-    /// published: that may have waited for room in the stats producer's queue.
+    /// or a late order reported; parts that ended with it are published, and then `now` is
+    /// read again (publishing may have waited for room in the stats producer's queue).
     fn count_in_window(
         &self,
         message: &BorrowedMessage<'_>,
         order: Option<&order_contract::Order>,
-        now: DateTime<Utc>,
-    ) -> bool {
+        now: &mut DateTime<Utc>,
+    ) {
         let message_time = message
             .timestamp()
             .to_millis()
             .and_then(DateTime::from_timestamp_millis)
-            .unwrap_or(now);
+            .unwrap_or(*now);
         let counted = match self.book.lock() {
             Ok(mut book) => book.handled(
                 message.partition(),
                 message.offset(),
                 order,
                 message_time,
-                now,
+                *now,
             ),
-            Err(_) => return false,
+            Err(_) => return,
         };
         if let (
             Some(Placement::Late {
@@ -241,8 +237,10 @@ impl Tracker {
                 behind.num_milliseconds() as f64 / 1000.0
             );
         }
-        self.publisher.publish_all(&counted.ended, &self.metrics);
-        !counted.ended.is_empty()
+        if !counted.ended.is_empty() {
+            self.publisher.publish_all(&counted.ended, &self.metrics);
+            *now = Utc::now();
+        }
     }
 
     /// Ends and publishes the open parts of quiet partitions and closes their windows (only if
