@@ -519,7 +519,9 @@ mod tests {
     fn the_memory_agrees_with_a_plain_queue_of_the_last_ids() {
         for capacity in [1, 2, 7, 64] {
             let mut seen = SeenOrders::new(NonZeroUsize::new(capacity).expect("capacity"));
-            let allocated = seen.positions.capacity();
+            // The allocation, not `capacity()`: that counts tombstones as used room, so it
+            // dips and recovers with the (randomly seeded) hashes even when nothing grows.
+            let allocated = seen.positions.allocation_size();
             let mut model: VecDeque<Uuid> = VecDeque::new();
             let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
             for step in 0..20_000 {
@@ -541,7 +543,7 @@ mod tests {
                     "capacity {capacity}, step {step}, id {id}"
                 );
                 assert!(seen.positions.len() <= capacity, "bounded");
-                assert_eq!(seen.positions.capacity(), allocated, "never grows");
+                assert_eq!(seen.positions.allocation_size(), allocated, "never grows");
             }
         }
     }
