@@ -1,5 +1,6 @@
-//! The decoder's fast path: one parse straight into the order's types, for the common case of
-//! an order carrying exactly the contract's fields.
+//! The decoder's second path: one serde_json parse straight into the order's types, for an
+//! order carrying exactly the contract's fields that the plain-form scanner
+//! ([`crate::plain_form`]) did not take (escaped text, for one).
 //!
 //! [`Order::decode`](crate::Order::decode) used to parse every message twice, into a
 //! `serde_json::Value` (to judge syntax and version first) and then into [`Order`]. Parsing

@@ -7,7 +7,7 @@
 //! Decoding never panics and never guesses: every way a message can fail is one
 //! [`RejectReason`] with a stable machine-readable [`code`](RejectReason::code), which the tracker
 //! writes into the dead-letter headers. The checks run cheapest first (size, UTF-8, then one
-//! parse) so that a hostile or foreign message costs little before it is rejected.
+//! scan or parse) so that a hostile or foreign message costs little before it is rejected.
 
 use chrono::{DateTime, Utc};
 pub use compact_str::CompactString;
@@ -16,6 +16,7 @@ use std::fmt;
 use uuid::Uuid;
 
 mod known_fields;
+mod plain_form;
 #[cfg(feature = "samples")]
 pub mod samples;
 mod wire_forms;
@@ -113,10 +114,12 @@ impl Order {
 
     /// Decodes and validates a message value. See [`RejectReason`] for what is refused.
     ///
-    /// A message with exactly the contract's fields is parsed once, straight into the order
-    /// ([`known_fields`] says why that gives the same answer); anything else (an unknown field,
-    /// another version, any error) is judged by [`decode_carefully`], which gives every
-    /// [`RejectReason`]. So a valid order costs one parse and a poison message at most three.
+    /// An order written plainly (no escapes, no signs or fractions: what our producer writes)
+    /// is read by a scanner straight into the order ([`plain_form`] says why that gives the same
+    /// answer). Otherwise a message with exactly the contract's fields is parsed once by
+    /// serde_json, straight into the order ([`known_fields`] says why that gives the same
+    /// answer), and anything else (an unknown field, another version, any error) is judged by
+    /// [`decode_carefully`], which gives every [`RejectReason`].
     pub fn decode(payload: Option<&[u8]>, max_bytes: usize) -> Result<Order, RejectReason> {
         let bytes = match payload {
             None => return Err(RejectReason::Tombstone),
@@ -132,9 +135,9 @@ impl Order {
         let text = std::str::from_utf8(bytes).map_err(|err| RejectReason::InvalidUtf8 {
             valid_up_to: err.valid_up_to(),
         })?;
-        let order = match serde_json::from_str::<known_fields::KnownOrder>(text) {
-            Ok(known) if known.schema_version == SCHEMA_VERSION => Order::from(known),
-            _ => decode_carefully(text)?,
+        let order = match plain_form::scan(text) {
+            Some(order) => order,
+            None => decode_with_serde(text)?,
         };
         order.validate()?;
         Ok(order)
@@ -206,6 +209,15 @@ impl Order {
                 items_sum_cents: items_sum,
             }),
         }
+    }
+}
+
+/// The serde paths, for what the plain-form scanner did not take: straight into the order if
+/// the message has exactly the contract's fields, else [`decode_carefully`]. Not validated yet.
+fn decode_with_serde(text: &str) -> Result<Order, RejectReason> {
+    match serde_json::from_str::<known_fields::KnownOrder>(text) {
+        Ok(known) if known.schema_version == SCHEMA_VERSION => Ok(Order::from(known)),
+        _ => decode_carefully(text),
     }
 }
 
@@ -710,6 +722,163 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    /// What `decode` answered before the plain-form scanner: UTF-8, then serde_json straight
+    /// into the order, else the careful path; then the rules.
+    fn decode_with_serde_only(bytes: &[u8]) -> Result<Order, RejectReason> {
+        let text = std::str::from_utf8(bytes).map_err(|err| RejectReason::InvalidUtf8 {
+            valid_up_to: err.valid_up_to(),
+        })?;
+        let order = decode_with_serde(text)?;
+        order.validate()?;
+        Ok(order)
+    }
+
+    /// Pieces of JSON, and of what is not JSON, that a mutation inserts or writes over: every
+    /// token the scanner reads, each edge it must leave to serde (escapes, signs, fractions,
+    /// exponents, leading zeros, long numbers, control characters, broken and non-shortest
+    /// UTF-8, surrogates), and whole members (unknown, repeated, null, empty).
+    const PIECES: &[&[u8]] = &[
+        b"\"",
+        b"\\",
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b",",
+        b":",
+        b" ",
+        b"\t",
+        b"\n",
+        b"\r",
+        b"\x0c",
+        b"0",
+        b"1",
+        b"7",
+        b"9",
+        b"-",
+        b"+",
+        b".",
+        b"e",
+        b"E",
+        b"-0",
+        b"00",
+        b"1.0",
+        b"1e2",
+        b"123456789012345678",
+        b"1234567890123456789",
+        b"99999999999999999999",
+        b"n",
+        b"null",
+        b"nul",
+        b"true",
+        b"\x00",
+        b"\x1f",
+        b"\x7f",
+        b"\xc3\xa9",
+        b"\xc3",
+        b"\xff",
+        b"\xc0\xaf",
+        b"\xed\xa0\x80",
+        b"\xef\xbb\xbf",
+        b"\\u00e9",
+        b"\\ud800",
+        b"\\\"",
+        b"\"x\":1,",
+        b"\"items\":[],",
+        b"\"restaurant\":null,",
+        b"\"delivery_address\":null,",
+        b"\"schema_version\":1,",
+        b"\"total_cents\":0,",
+        b"\"currency\":\"EUR\",",
+        b"{\"sku\":\"A\",\"name\":\"B\",\"quantity\":1,\"unit_price_cents\":0}",
+    ];
+
+    /// One random change to `bytes`: a piece inserted or written over, a span deleted, or a
+    /// span copied elsewhere (which repeats members).
+    fn mutate(bytes: &mut Vec<u8>, rng: &mut rand::rngs::StdRng) {
+        use rand::RngExt;
+        let at = rng.random_range(0..=bytes.len());
+        match rng.random_range(0..4) {
+            0 => {
+                let piece = PIECES[rng.random_range(0..PIECES.len())];
+                bytes.splice(at..at, piece.iter().copied());
+            }
+            1 => {
+                let piece = PIECES[rng.random_range(0..PIECES.len())];
+                let end = (at + piece.len()).min(bytes.len());
+                bytes.splice(at..end, piece.iter().copied());
+            }
+            2 => {
+                let end = (at + rng.random_range(1..=12)).min(bytes.len());
+                bytes.drain(at..end);
+            }
+            _ => {
+                let start = rng.random_range(0..=bytes.len());
+                let end = (start + rng.random_range(1..=80)).min(bytes.len());
+                let span = bytes[start..end].to_vec();
+                bytes.splice(at..at, span);
+            }
+        }
+    }
+
+    /// The plain-form scanner may refuse anything, but whatever it accepts, serde_json reads as
+    /// the same order: over 100,000 mutations of orders in several forms, `decode` answers
+    /// exactly what the serde paths alone answer, and every order the scanner returns is the
+    /// one serde_json parses. Both sides are exercised: thousands of mutations stay in the
+    /// plain form (about 3%), the rest leave it.
+    #[test]
+    fn plain_form_and_serde_agree_on_every_mutation() {
+        use rand::{RngExt, SeedableRng};
+        let mut pickup = decode_value(&minimal_order_json()).expect("valid");
+        pickup.customer_id = "client-é-東京".into();
+        pickup.items[0].name = "Crêpe \u{1F95E}".into();
+        let mut nulls = valid_order_json();
+        nulls["restaurant"] = Value::Null;
+        nulls["delivery_address"] = Value::Null;
+        let seeds: Vec<Vec<u8>> = vec![
+            decode_value(&valid_order_json()).expect("valid").to_json(),
+            pickup.to_json(),
+            valid_order_json().to_string().into_bytes(),
+            serde_json::to_vec_pretty(&valid_order_json()).expect("JSON"),
+            nulls.to_string().into_bytes(),
+        ];
+        let seed = 20261122;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let (mut scanned, mut refused) = (0, 0);
+        for round in 0..100_000 {
+            let mut bytes = seeds[round % seeds.len()].clone();
+            for _ in 0..rng.random_range(1..=3) {
+                mutate(&mut bytes, &mut rng);
+            }
+            let shown = String::from_utf8_lossy(&bytes);
+            assert_eq!(
+                Order::decode(Some(&bytes), MAX),
+                decode_with_serde_only(&bytes),
+                "seed {seed}, round {round}: {shown}"
+            );
+            let Ok(text) = std::str::from_utf8(&bytes) else {
+                refused += 1;
+                continue;
+            };
+            match plain_form::scan(text) {
+                Some(order) => {
+                    let parsed = serde_json::from_str::<known_fields::KnownOrder>(text)
+                        .map(Order::from)
+                        .unwrap_or_else(|err| {
+                            panic!("seed {seed}, round {round}: scanned, serde says {err}: {shown}")
+                        });
+                    assert_eq!(order, parsed, "seed {seed}, round {round}: {shown}");
+                    scanned += 1;
+                }
+                None => refused += 1,
+            }
+        }
+        assert!(
+            scanned > 2_000 && refused > 10_000,
+            "{scanned} scanned, {refused} refused"
+        );
     }
 
     #[test]

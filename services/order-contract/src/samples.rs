@@ -171,6 +171,21 @@ mod tests {
         }
     }
 
+    /// What the producer writes takes the decoder's fast path: the plain-form scanner.
+    #[test]
+    fn generated_orders_are_in_the_plain_form() {
+        let mut generator = OrderGenerator::seeded(300, 8);
+        for _ in 0..1000 {
+            let order = generator.next_order();
+            let json = String::from_utf8(order.to_json()).expect("JSON is UTF-8");
+            assert_eq!(
+                crate::plain_form::scan(&json).as_ref(),
+                Some(&order),
+                "{json}"
+            );
+        }
+    }
+
     #[test]
     fn customers_are_skewed_and_stay_within_the_configured_count() {
         let mut generator = OrderGenerator::seeded(300, 11);

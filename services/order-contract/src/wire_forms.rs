@@ -10,8 +10,8 @@
 //!
 //! With this the intake (order-producer) needs no second validator: what the decoder accepts
 //! is valid under the schema (`the_json_schema_and_the_decoder_agree_on_what_is_an_order`).
-//! Both run inside serde's visitors, on the fast path and the careful path alike, and borrow
-//! the text: no allocation per order.
+//! Both run inside serde's visitors, on the serde paths alike, and in the plain-form scanner
+//! ([`crate::plain_form`]), and borrow the text: no allocation per order.
 
 use chrono::{DateTime, Utc};
 use serde::Deserializer;
@@ -43,7 +43,7 @@ pub(crate) fn hyphenated_uuid<'de, D: Deserializer<'de>>(
 
 /// The UUID, if `text` is one in the hyphenated form. `uuid` reads 36 characters as that form
 /// only (hyphens in place, hex digits elsewhere), so the length rules out the other forms.
-fn parse_hyphenated_uuid(text: &str) -> Option<Uuid> {
+pub(crate) fn parse_hyphenated_uuid(text: &str) -> Option<Uuid> {
     if text.len() != 36 {
         return None;
     }
@@ -67,15 +67,20 @@ pub(crate) fn rfc3339<'de, D: Deserializer<'de>>(
                      2026-11-21T17:00:00Z"
                 ))
             };
-            if !has_rfc3339_shape(text) {
-                return Err(refuse());
-            }
-            DateTime::parse_from_rfc3339(text)
-                .map(|at| at.with_timezone(&Utc))
-                .map_err(|_| refuse())
+            parse_rfc3339(text).ok_or_else(refuse)
         }
     }
     deserializer.deserialize_str(Rfc3339)
+}
+
+/// The instant, if `text` is an RFC 3339 `date-time`.
+pub(crate) fn parse_rfc3339(text: &str) -> Option<DateTime<Utc>> {
+    if !has_rfc3339_shape(text) {
+        return None;
+    }
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|at| at.with_timezone(&Utc))
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)`, `T` and `Z` in either case (RFC 3339
