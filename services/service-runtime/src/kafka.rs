@@ -120,8 +120,8 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     // between a drained queue and the next fetch. Catching up 1,000,000 orders on tansu
     // (three alternated runs each): 2 MiB, about 409,000 orders/s at 38 MB peak RSS; 8 MiB,
     // about 513,000 at 50 MB (a quarter faster); 16 MiB, no faster at 71 MB. Fetches of
-    // 2 MiB: 4 MiB fetches (with a 4 MiB queue) added 18 MB and no speed. Overridable like any default
-    // (`KAFKA_QUEUED_MAX_MESSAGES_KBYTES`, `KAFKA_FETCH_MAX_BYTES`,
+    // 2 MiB: 4 MiB fetches (with a 4 MiB queue) added 18 MB and no speed. Overridable like
+    // any default (`KAFKA_QUEUED_MAX_MESSAGES_KBYTES`, `KAFKA_FETCH_MAX_BYTES`,
     // `KAFKA_FETCH_QUEUE_BACKOFF_MS`).
     ("queued.max.messages.kbytes", "8192"),
     ("fetch.max.bytes", "2097152"),
