@@ -53,20 +53,58 @@ fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
 }
 
 /// The keys an order, its address and its items may have, in the order `Order`'s serialization
-/// writes them.
-const ORDER_KEYS: &[&str] = &[
-    "schema_version",
-    "order_id",
-    "customer_id",
-    "created_at",
-    "restaurant",
-    "delivery_address",
-    "items",
-    "total_cents",
-    "currency",
+/// writes them, each with the field it names: the scanner matches a key's bytes once and then
+/// dispatches on the field, not on the text again.
+const ORDER_KEYS: &[(&str, OrderField)] = &[
+    ("schema_version", OrderField::SchemaVersion),
+    ("order_id", OrderField::OrderId),
+    ("customer_id", OrderField::CustomerId),
+    ("created_at", OrderField::CreatedAt),
+    ("restaurant", OrderField::Restaurant),
+    ("delivery_address", OrderField::DeliveryAddress),
+    ("items", OrderField::Items),
+    ("total_cents", OrderField::TotalCents),
+    ("currency", OrderField::Currency),
 ];
-const ADDRESS_KEYS: &[&str] = &["street", "postal_code", "city"];
-const ITEM_KEYS: &[&str] = &["sku", "name", "quantity", "unit_price_cents"];
+const ADDRESS_KEYS: &[(&str, AddressField)] = &[
+    ("street", AddressField::Street),
+    ("postal_code", AddressField::PostalCode),
+    ("city", AddressField::City),
+];
+const ITEM_KEYS: &[(&str, ItemField)] = &[
+    ("sku", ItemField::Sku),
+    ("name", ItemField::Name),
+    ("quantity", ItemField::Quantity),
+    ("unit_price_cents", ItemField::UnitPriceCents),
+];
+
+#[derive(Clone, Copy)]
+enum OrderField {
+    SchemaVersion,
+    OrderId,
+    CustomerId,
+    CreatedAt,
+    Restaurant,
+    DeliveryAddress,
+    Items,
+    TotalCents,
+    Currency,
+}
+
+#[derive(Clone, Copy)]
+enum AddressField {
+    Street,
+    PostalCode,
+    City,
+}
+
+#[derive(Clone, Copy)]
+enum ItemField {
+    Sku,
+    Name,
+    Quantity,
+    UnitPriceCents,
+}
 
 struct Scanner<'a> {
     text: &'a str,
@@ -151,11 +189,12 @@ impl<'a> Scanner<'a> {
         Some(text)
     }
 
-    /// The next member's key, and its colon. Keys written compactly and in their order in
+    /// The field named by the next member's key, after its colon; `None` for a key not in
+    /// `keys` (the serde paths judge those). Keys written compactly and in their order in
     /// `keys` (as our producer writes them) are recognised without scanning for their end:
     /// `next` is where in `keys` to look first, after the last key recognised so (optional
-    /// fields may be absent). Any other key is scanned as a string.
-    fn key(&mut self, keys: &[&'static str], next: &mut usize) -> Option<&'a str> {
+    /// fields may be absent). Any other key is scanned as a string and looked up.
+    fn key<F: Copy>(&mut self, keys: &[(&'static str, F)], next: &mut usize) -> Option<F> {
         let rest = &self.bytes[self.at..];
         let written_compactly = |key: &str| {
             let end = key.len() + 1;
@@ -163,14 +202,16 @@ impl<'a> Scanner<'a> {
                 && rest.first() == Some(&b'"')
                 && &rest[1..end] == key.as_bytes()
         };
-        if let Some(index) = (*next..keys.len()).find(|&index| written_compactly(keys[index])) {
+        if let Some(index) = (*next..keys.len()).find(|&index| written_compactly(keys[index].0)) {
             *next = index + 1;
-            self.at += keys[index].len() + 3;
-            return Some(keys[index]);
+            self.at += keys[index].0.len() + 3;
+            return Some(keys[index].1);
         }
         let key = self.text()?;
         self.eat(b':')?;
-        Some(key)
+        keys.iter()
+            .find(|(name, _)| *name == key)
+            .map(|&(_, field)| field)
     }
 
     fn compact_text(&mut self) -> Option<CompactString> {
@@ -208,11 +249,12 @@ impl<'a> Scanner<'a> {
         read(self).map(Some)
     }
 
-    /// An object whose keys are among `keys`: `member` reads each member's value, given its key.
-    fn object(
+    /// An object whose keys are among `keys`: `member` reads each member's value, given the
+    /// field its key names.
+    fn object<F: Copy>(
         &mut self,
-        keys: &[&'static str],
-        mut member: impl FnMut(&mut Self, &str) -> Option<()>,
+        keys: &[(&'static str, F)],
+        mut member: impl FnMut(&mut Self, F) -> Option<()>,
     ) -> Option<()> {
         self.eat(b'{')?;
         let mut next = 0;
@@ -237,18 +279,21 @@ impl<'a> Scanner<'a> {
         let mut currency = None;
         self.object(ORDER_KEYS, |scanner, key| {
             match key {
-                "schema_version" => once(&mut version, scanner.natural()?)?,
-                "order_id" => once(&mut order_id, parse_hyphenated_uuid(scanner.text()?)?)?,
-                "customer_id" => once(&mut customer_id, scanner.compact_text()?)?,
-                "created_at" => once(&mut created_at, parse_rfc3339(scanner.text()?)?)?,
-                "restaurant" => once(&mut restaurant, scanner.nullable(Self::compact_text)?)?,
-                "delivery_address" => {
+                OrderField::SchemaVersion => once(&mut version, scanner.natural()?)?,
+                OrderField::OrderId => {
+                    once(&mut order_id, parse_hyphenated_uuid(scanner.text()?)?)?
+                }
+                OrderField::CustomerId => once(&mut customer_id, scanner.compact_text()?)?,
+                OrderField::CreatedAt => once(&mut created_at, parse_rfc3339(scanner.text()?)?)?,
+                OrderField::Restaurant => {
+                    once(&mut restaurant, scanner.nullable(Self::compact_text)?)?
+                }
+                OrderField::DeliveryAddress => {
                     once(&mut delivery_address, scanner.nullable(Self::address)?)?
                 }
-                "items" => once(&mut items, scanner.items()?)?,
-                "total_cents" => once(&mut total_cents, scanner.natural()?)?,
-                "currency" => once(&mut currency, scanner.compact_text()?)?,
-                _ => return None,
+                OrderField::Items => once(&mut items, scanner.items()?)?,
+                OrderField::TotalCents => once(&mut total_cents, scanner.natural()?)?,
+                OrderField::Currency => once(&mut currency, scanner.compact_text()?)?,
             }
             Some(())
         })?;
@@ -274,10 +319,9 @@ impl<'a> Scanner<'a> {
         let mut city = None;
         self.object(ADDRESS_KEYS, |scanner, key| {
             match key {
-                "street" => once(&mut street, scanner.compact_text()?)?,
-                "postal_code" => once(&mut postal_code, scanner.compact_text()?)?,
-                "city" => once(&mut city, scanner.compact_text()?)?,
-                _ => return None,
+                AddressField::Street => once(&mut street, scanner.compact_text()?)?,
+                AddressField::PostalCode => once(&mut postal_code, scanner.compact_text()?)?,
+                AddressField::City => once(&mut city, scanner.compact_text()?)?,
             }
             Some(())
         })?;
@@ -310,11 +354,10 @@ impl<'a> Scanner<'a> {
         let mut unit_price_cents = None;
         self.object(ITEM_KEYS, |scanner, key| {
             match key {
-                "sku" => once(&mut sku, scanner.compact_text()?)?,
-                "name" => once(&mut name, scanner.compact_text()?)?,
-                "quantity" => once(&mut quantity, scanner.natural()?)?,
-                "unit_price_cents" => once(&mut unit_price_cents, scanner.natural()?)?,
-                _ => return None,
+                ItemField::Sku => once(&mut sku, scanner.compact_text()?)?,
+                ItemField::Name => once(&mut name, scanner.compact_text()?)?,
+                ItemField::Quantity => once(&mut quantity, scanner.natural()?)?,
+                ItemField::UnitPriceCents => once(&mut unit_price_cents, scanner.natural()?)?,
             }
             Some(())
         })?;
