@@ -20,7 +20,7 @@
 
 use order_contract::RejectReason;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use service_runtime::kafka::QuietContext;
 use service_runtime::shutdown::Shutdown;
@@ -95,7 +95,7 @@ impl DeadLetterWriter {
     /// [`RETRY_WINDOW`].
     pub async fn write(
         &self,
-        message: &BorrowedMessage<'_>,
+        message: &impl Message,
         reason: &RejectReason,
         shutdown: &mut Shutdown,
     ) -> DeadLetterOutcome {
@@ -169,7 +169,7 @@ impl DeadLetterWriter {
 
     fn headers(
         &self,
-        message: &BorrowedMessage<'_>,
+        message: &impl Message,
         reason: &RejectReason,
         omit_value: bool,
     ) -> OwnedHeaders {
@@ -186,7 +186,7 @@ impl DeadLetterWriter {
         let offset = message.offset().to_string();
         let detail = reason.to_string();
         let failed_at = chrono::Utc::now().to_rfc3339();
-        let omitted = message.payload_len().to_string();
+        let omitted = message.payload().map_or(0, <[u8]>::len).to_string();
         let mut ours = vec![
             (header::REASON, reason.code()),
             (header::DETAIL, detail.as_str()),

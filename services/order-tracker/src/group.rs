@@ -25,9 +25,12 @@
 //!   the next owner starts exactly there, with no replay. If the acknowledgements or the commit
 //!   do not come, nothing (or an older checkpoint) is committed, and the next owner replays and
 //!   rewrites those parts under the same keys.
-//! - Rebalances happen only inside `recv()`, i.e. between messages, so the message in hand is
-//!   always finished before a partition can be taken away. Lost partitions (session expired)
-//!   are not committed: another member may already own them.
+//! - Rebalances happen inside the fetcher's `poll` ([`crate::fetching`]), and each callback
+//!   first waits until the run loop has handled every message fetched before it, so the book is
+//!   complete when a partition is taken away. If that takes longer than
+//!   [`crate::fetching::DRAIN_LIMIT`], the messages still waiting are dropped unhandled (not
+//!   counted, not committed: the next owner reads them) and the callback goes on. Lost
+//!   partitions (session expired) are not committed: another member may already own them.
 //! - **Not covered:** a tracker whose session expired while it kept running (a long pause)
 //!   does not know it lost its partitions until its next poll, and may still publish parts
 //!   meanwhile, or a part whose acknowledgement it stopped waiting for may land late. If the
@@ -46,13 +49,12 @@
 
 use crate::checkpoints::{Carried, SharedBook, decode_metadata, describe_commits};
 use crate::config::StartFrom;
+use crate::fetching::{DRAIN_LIMIT, Pipeline, report_drain};
 use crate::metrics::TrackerMetrics;
 use crate::stopping::{Stopping, on_own_thread};
 use crate::window_stats::{Acked, StatsPublisher};
 use chrono::Utc;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
-};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
@@ -79,6 +81,7 @@ pub struct TrackerContext {
     metrics: TrackerMetrics,
     book: SharedBook,
     publisher: Arc<StatsPublisher>,
+    pipeline: Arc<Pipeline>,
     errors: ErrorLog,
 }
 
@@ -97,6 +100,7 @@ impl TrackerContext {
         metrics: TrackerMetrics,
         book: SharedBook,
         publisher: Arc<StatsPublisher>,
+        pipeline: Arc<Pipeline>,
     ) -> Self {
         TrackerContext {
             start_from,
@@ -105,6 +109,7 @@ impl TrackerContext {
             metrics,
             book,
             publisher,
+            pipeline,
             errors: ErrorLog::default(),
         }
     }
@@ -283,6 +288,9 @@ impl ConsumerContext for TrackerContext {
                 self.readiness.set(true);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                // Lost partitions too: a lost partition may come straight back, and what was
+                // fetched of it before must not be counted into its new ownership.
+                report_drain(self.pipeline.drain(DRAIN_LIMIT), "revocation");
                 let lost = consumer.assignment_lost();
                 let revoked: Vec<i32> = partitions
                     .elements()
@@ -403,7 +411,7 @@ pub fn commit_synchronously<C: Consumer<TrackerContext>>(
 }
 
 /// Commits a checkpoint without waiting; the outcome is logged by `commit_callback`.
-pub fn commit_checkpoint(consumer: &StreamConsumer<TrackerContext>, commits: &TopicPartitionList) {
+pub fn commit_checkpoint(consumer: &BaseConsumer<TrackerContext>, commits: &TopicPartitionList) {
     if commits.count() == 0 {
         return;
     }
@@ -428,14 +436,15 @@ enum Leave {
 /// explicit offsets) there is no group to leave: the partitions are released.
 ///
 /// Unsubscribing makes librdkafka revoke the assignment (our rebalance callback commits and
-/// releases it) and send LeaveGroup; the callbacks are served by polling, so the consumer is
-/// polled until its assignment is empty or `limit` has passed. A message fetched meanwhile is
-/// not handled and its offset not stored: the next owner reads it. Closing the consumer alone
-/// also leaves, but a close that races an in-flight commit was seen to finish without sending
-/// LeaveGroup. librdkafka sends LeaveGroup from its own thread; while a JoinGroup is pending it
-/// holds the LeaveGroup back until the join answers, and the close below waits for that.
+/// releases it) and send LeaveGroup; the callbacks are served by the fetcher's polls, so this
+/// waits until the assignment is empty or `limit` has passed. A message fetched meanwhile is
+/// dropped unhandled and its offset not stored: the next owner reads it. Closing the consumer
+/// alone also leaves, but a close that races an in-flight commit was seen to finish without
+/// sending LeaveGroup. librdkafka sends LeaveGroup from its own thread; while a JoinGroup is
+/// pending it holds the LeaveGroup back until the join answers, and the close below waits for
+/// that.
 async fn leave_group(
-    consumer: Arc<StreamConsumer<TrackerContext>>,
+    consumer: Arc<BaseConsumer<TrackerContext>>,
     manual: bool,
     limit: Duration,
 ) -> Leave {
@@ -456,8 +465,7 @@ async fn leave_group(
         if tokio::time::Instant::now() >= deadline {
             return Leave::TimedOut;
         }
-        // Serves the revocation callback; any message that arrives is left unhandled.
-        let _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -478,10 +486,10 @@ fn off_the_runtime<T>(call: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Closes the consumer once this is the last handle to it (a step that timed out may still hold
-/// one). librdkafka's close waits for the group to let the member go, which can be never while
+/// Closes the consumer once this is the last handle to it (the fetcher lets go of its handle
+/// within one poll once stopped; a step that timed out may still hold one). librdkafka's close waits for the group to let the member go, which can be never while
 /// the coordinator is unreachable: the caller runs this on its own thread with a deadline.
-fn close(mut consumer: Arc<StreamConsumer<TrackerContext>>) {
+fn close(mut consumer: Arc<BaseConsumer<TrackerContext>>) {
     loop {
         match Arc::try_unwrap(consumer) {
             Ok(owned) => return drop(owned),
@@ -499,7 +507,8 @@ fn close(mut consumer: Arc<StreamConsumer<TrackerContext>>) {
 /// `leave_group_failed`, `leave_group_timed_out`), closing the consumer (`consumer_closed`,
 /// `consumer_close_timed_out`). Every blocking librdkafka call runs on a thread of its own.
 pub async fn commit_leave_close(
-    consumer: Arc<StreamConsumer<TrackerContext>>,
+    consumer: Arc<BaseConsumer<TrackerContext>>,
+    pipeline: &Arc<Pipeline>,
     manual: bool,
     stopping: &Stopping,
 ) {
@@ -594,7 +603,12 @@ pub async fn commit_leave_close(
 
     // The rest of the budget. Closing waits for librdkafka to finish with the group.
     let limit = stopping.remaining();
-    match on_own_thread("consumer-close", limit, move || close(consumer)).await {
+    let fetcher = pipeline.clone();
+    let closing = move || {
+        fetcher.stop();
+        close(consumer)
+    };
+    match on_own_thread("consumer-close", limit, closing).await {
         Some(()) => {
             stopping.completed("consumer_close");
             info!(event = "consumer_closed", "consumer closed")

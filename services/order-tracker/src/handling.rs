@@ -1,7 +1,8 @@
 //! The per-message work, as plain code with no Kafka in it: decode a message value, recognise
 //! a redelivered order, count it, check the alerts, and say what the Kafka layer must do with
-//! the message. The run loop calls [`MessageHandler::handle`] for every message it receives; the
-//! benchmark and the unit tests call the very same function, so what they measure and prove is
+//! the message. The run loop calls [`MessageHandler::handle_decoded`] for every message it
+//! receives, decoded by the fetcher with [`Order::decode`]; [`MessageHandler::handle`] is the
+//! two together, which the benchmark and the unit tests call, so what they measure and prove is
 //! what runs.
 //!
 //! The answer is a [`Verdict`]:
@@ -56,9 +57,16 @@ impl MessageHandler {
         }
     }
 
-    /// Handles one message value (`None` for a tombstone).
+    /// Handles one message value (`None` for a tombstone): decodes it, then
+    /// [`MessageHandler::handle_decoded`].
     pub fn handle(&mut self, payload: Option<&[u8]>) -> Verdict {
-        let order = match Order::decode(payload, self.max_order_bytes) {
+        self.handle_decoded(Order::decode(payload, self.max_order_bytes))
+    }
+
+    /// Handles one message value already decoded by [`Order::decode`] (the tracker decodes on
+    /// its fetcher thread, see [`crate::fetching`]).
+    pub fn handle_decoded(&mut self, decoded: Result<Order, RejectReason>) -> Verdict {
+        let order = match decoded {
             Ok(order) => order,
             Err(reason) => return Verdict::DeadLetter { reason },
         };

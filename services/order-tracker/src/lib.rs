@@ -3,6 +3,8 @@
 //!
 //! One file per job:
 //! - [`group`]: group membership and offsets, with the at-least-once rules in its header;
+//! - [`fetching`]: the fetcher thread, which polls the consumer and decodes each message ahead
+//!   of the run loop, and the rule that keeps rebalances between handled messages;
 //! - [`handling`]: the per-message work as plain code (decode, deduplicate, count, alert, and
 //!   the verdict: track or dead-letter);
 //! - [`dead_letter`]: writing a rejected message to the dead-letter topic;
@@ -19,6 +21,7 @@
 pub mod checkpoints;
 pub mod config;
 pub mod dead_letter;
+pub mod fetching;
 pub mod group;
 pub mod handling;
 pub mod metrics;
@@ -71,6 +74,7 @@ pub(crate) mod test_orders {
 use crate::checkpoints::{Book, SharedBook};
 use crate::config::{StartFrom, TrackerConfig};
 use crate::dead_letter::{DeadLetterOutcome, DeadLetterWriter};
+use crate::fetching::{Fetched, Pipeline};
 use crate::group::TrackerContext;
 use crate::handling::{MessageHandler, Source, Verdict};
 use crate::metrics::TrackerMetrics;
@@ -80,9 +84,8 @@ use crate::windows::Placement;
 use chrono::{DateTime, Utc};
 use futures::FutureExt as _;
 use prometheus_client::registry::Registry;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{FutureProducer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use service_runtime::config::ConfigError;
@@ -106,6 +109,8 @@ pub enum TrackerError {
     Subscribe(KafkaError),
     #[error(transparent)]
     Health(#[from] HealthBindError),
+    #[error("cannot start the fetcher thread: {0}")]
+    Fetcher(std::io::Error),
 }
 
 /// What became of one message in the Kafka layer.
@@ -123,67 +128,98 @@ enum Handled {
 /// part sent is acknowledged, commits (what the background auto-commit's one second used to be).
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// At most this many messages already waiting are handled one after the other before the run
-/// loop looks at its timers and the shutdown signal again.
-const READY_BATCH: usize = 64;
-
 /// How long a checkpoint that ended quiet partitions' parts may wait for their acknowledgements,
 /// and then for its commit, while the loop handles no message. Together well under the shutdown
 /// budget (7 s by default), so that a SIGTERM in the meantime still leaves time to hand over.
 const QUIET_ACK_LIMIT: Duration = Duration::from_secs(2);
 const QUIET_COMMIT_LIMIT: Duration = Duration::from_secs(2);
 
+/// Where a handled message goes in the book.
+#[derive(Debug, Clone, Copy)]
+struct Counting {
+    partition: i32,
+    offset: i64,
+    timestamp_ms: Option<i64>,
+}
+
 /// The per-message glue: the handler's verdict, carried out with the Kafka clients.
 struct Tracker {
+    /// The orders topic, for the log lines that name where a message was read.
+    topic: String,
     handler: MessageHandler,
     metrics: TrackerMetrics,
     dead_letters: DeadLetterWriter,
     book: SharedBook,
     publisher: Arc<StatsPublisher>,
+    pipeline: Arc<Pipeline>,
 }
 
 impl Tracker {
-    /// Handles one message, handled at `now`: the clock is read once per batch of waiting
-    /// messages (a batch takes well under a millisecond), and again after anything that may
+    /// Handles one fetched message of batch `batch`, handled at `now`: the clock is read once
+    /// per batch (a batch takes well under a millisecond), and again after anything that may
     /// wait: a dead-letter write, or window parts published (the stats producer's queue may be
     /// full).
     async fn handle(
         &mut self,
-        message: &BorrowedMessage<'_>,
+        fetched: Fetched,
+        batch: u64,
         now: &mut DateTime<Utc>,
         shutdown: &mut Shutdown,
     ) -> Handled {
+        let Fetched {
+            partition,
+            offset,
+            timestamp_ms,
+            decoded,
+            rejected,
+        } = fetched;
         // Formatted only if a log line is written: at high rates the lines are turned down.
         let source = Source {
-            topic: message.topic(),
-            partition: message.partition(),
-            offset: message.offset(),
+            topic: &self.topic,
+            partition,
+            offset,
         };
-        let verdict = self.handler.handle(message.payload());
+        let verdict = self.handler.handle_decoded(decoded);
         verdict.report(source, *now, &self.metrics);
+        let counted = Counting {
+            partition,
+            offset,
+            timestamp_ms,
+        };
         let reason = match verdict {
             Verdict::Track { order, .. } | Verdict::Duplicate { order } => {
                 // Every valid order counts in its window, a redelivery too: the duplicate
                 // memory is per process, the window parts must not depend on it.
-                self.count_in_window(message, Some(&order), now);
+                self.count_in_window(counted, Some(&order), now);
                 return Handled::Done;
             }
             Verdict::DeadLetter { reason } => reason,
         };
-        match self.dead_letters.write(message, &reason, shutdown).await {
-            DeadLetterOutcome::Written { partition, offset } => {
+        // A value that is not an order always comes with its message (see `Fetched`).
+        let Some(message) = rejected else {
+            return Handled::Abandoned;
+        };
+        match self.dead_letters.write(&message, &reason, shutdown).await {
+            DeadLetterOutcome::Written {
+                partition: written_partition,
+                offset: written_offset,
+            } => {
                 self.handler.dead_lettered();
                 self.metrics.dead_lettered(reason.code());
                 info!(
                     event = "dead_lettered",
                     reason = reason.code(),
                     source = %source,
-                    "dead-lettered {source} as {}/{partition}@{offset} ({})",
+                    "dead-lettered {source} as {}/{written_partition}@{written_offset} ({})",
                     self.dead_letters.topic(),
                     reason.code()
                 );
                 *now = Utc::now();
-                self.count_in_window(message, None, now);
+                // A rebalance that gave up waiting for this write has let the partition go:
+                // the next owner reads the message again (a second dead-letter copy at worst).
+                if !self.pipeline.discarded(batch) {
+                    self.count_in_window(counted, None, now);
+                }
                 Handled::Done
             }
             DeadLetterOutcome::Abandoned => Handled::Abandoned,
@@ -191,28 +227,25 @@ impl Tracker {
         }
     }
 
-    /// Records the fully handled `message` (`order` if it is one) in the book: its window part,
-    /// or a late order reported; parts that ended with it are published, and then `now` is
-    /// read again (publishing may have waited for room in the stats producer's queue).
+    /// Records the fully handled message `counted` (`order` if it is one) in the book: its
+    /// window part, or a late order reported; parts that ended with it are published, and then
+    /// `now` is read again (publishing may have waited for room in the stats producer's queue).
     fn count_in_window(
         &self,
-        message: &BorrowedMessage<'_>,
+        counted: Counting,
         order: Option<&order_contract::Order>,
         now: &mut DateTime<Utc>,
     ) {
-        let message_time = message
-            .timestamp()
-            .to_millis()
+        let Counting {
+            partition,
+            offset,
+            timestamp_ms,
+        } = counted;
+        let message_time = timestamp_ms
             .and_then(DateTime::from_timestamp_millis)
             .unwrap_or(*now);
         let counted = match self.book.lock() {
-            Ok(mut book) => book.handled(
-                message.partition(),
-                message.offset(),
-                order,
-                message_time,
-                *now,
-            ),
+            Ok(mut book) => book.handled(partition, offset, order, message_time, *now),
             Err(_) => return,
         };
         if let (
@@ -228,8 +261,8 @@ impl Tracker {
                 event = "late_order",
                 order_id = %order.order_id,
                 window_start = %window_start,
-                partition = message.partition(),
-                offset = message.offset(),
+                partition,
+                offset,
                 "late order {} (created {}): its window starting {window_start} had closed {} s \
                  before; counted as late, in no window part",
                 order.order_id,
@@ -250,7 +283,7 @@ impl Tracker {
     /// stop: a part could not be written.
     async fn checkpoint(
         &self,
-        consumer: &Arc<StreamConsumer<TrackerContext>>,
+        consumer: &Arc<BaseConsumer<TrackerContext>>,
         caught_up: bool,
     ) -> bool {
         let quiet = match self.book.lock() {
@@ -370,7 +403,8 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
         config.group_id.clone(),
         topic.clone(),
     ));
-    let consumer: Arc<StreamConsumer<TrackerContext>> = config
+    let (pipeline, mut batches) = Pipeline::new();
+    let consumer: Arc<BaseConsumer<TrackerContext>> = config
         .consumer
         .create_with_context(TrackerContext::new(
             config.start_from.clone(),
@@ -378,6 +412,7 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
             metrics.clone(),
             book.clone(),
             publisher.clone(),
+            pipeline.clone(),
         ))
         .map(Arc::new)
         .map_err(explain)?;
@@ -430,7 +465,12 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
             .map_err(TrackerError::Subscribe)?,
     }
 
+    pipeline
+        .start(consumer.clone(), config.max_order_bytes)
+        .map_err(TrackerError::Fetcher)?;
+
     let mut tracker = Tracker {
+        topic: topic.clone(),
         handler: MessageHandler::new(
             config.dedup_capacity,
             AlertRules::new(
@@ -448,6 +488,7 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
         ),
         book,
         publisher,
+        pipeline: pipeline.clone(),
     };
     // The shutdown budget runs from the signal, not from the end of the loop: the loop may be
     // held up (a revocation callback waiting on an unreachable broker) before it sees it.
@@ -473,63 +514,47 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
             _ = stats_tick.tick() => tracker.log_summary("stats", "stats"),
             // Before the checkpoint tick, so that it runs here only when no message is waiting,
             // and its quiet partitions are truly quiet (see `Tracker::checkpoint`).
-            received = consumer.recv() => match received {
-                Ok(message) => {
-                    let mut now = Utc::now();
-                    let mut handled = tracker.handle(&message, &mut now, &mut shutdown).await;
-                    drop(message);
-                    // Then the messages already waiting, without a trip through `select!`
-                    // each (a batch is well under a millisecond; the ticks wait that long).
-                    let mut batch = 1;
-                    let mut drained = false;
-                    while matches!(handled, Handled::Done)
-                        && batch < READY_BATCH
-                        && !shutdown.is_requested()
-                    {
-                        match consumer.recv().now_or_never() {
-                            Some(Ok(next)) => {
-                                handled = tracker.handle(&next, &mut now, &mut shutdown).await;
-                                batch += 1;
-                            }
-                            Some(Err(err)) => {
-                                warn!(event = "consumer_error", error = %err, "consumer error");
-                                break;
-                            }
-                            None => {
-                                drained = true; // none waiting
-                                break;
-                            }
-                        }
+            batch = batches.recv() => {
+                let Some(batch) = batch else {
+                    error!(event = "fetcher_stopped", "the fetcher thread stopped; stopping");
+                    outcome = Outcome::PartlyFailed;
+                    break;
+                };
+                // The fetched messages one after the other, without a trip through `select!`
+                // each (a batch is well under a millisecond; the ticks wait that long).
+                let mut now = Utc::now();
+                let mut handled = Handled::Done;
+                for fetched in batch.messages {
+                    if shutdown.is_requested() || pipeline.discarded(batch.number) {
+                        break; // unhandled, so not in the book: the next owner reads it
                     }
-                    match handled {
-                        Handled::Done => {}
-                        Handled::Abandoned => break,
-                        Handled::GaveUp => {
-                            outcome = Outcome::PartlyFailed;
-                            break;
-                        }
+                    handled = tracker.handle(fetched, batch.number, &mut now, &mut shutdown).await;
+                    if !matches!(handled, Handled::Done) {
+                        break;
                     }
-                    // `recv` never yields: give the runtime its turn now and then, or tokio's
-                    // cooperative budget runs out and keeps the timers below from firing.
-                    tokio::task::consume_budget().await;
-                    // Under a steady flow `recv` is always ready: the checkpoint is due here.
-                    if checkpoint_tick.tick().now_or_never().is_some()
-                        && !tracker.checkpoint(&consumer, drained).await
-                    {
+                }
+                pipeline.settle(batch.number);
+                match handled {
+                    Handled::Done => {}
+                    Handled::Abandoned => break,
+                    Handled::GaveUp => {
                         outcome = Outcome::PartlyFailed;
                         break;
                     }
                 }
-                Err(err) => {
-                    warn!(event = "consumer_error", error = %err, "consumer error");
-                    tokio::select! {
-                        _ = shutdown.requested() => break,
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    }
+                // `recv` on a full channel never yields: give the runtime its turn now and
+                // then, or tokio's cooperative budget runs out and keeps the timers from firing.
+                tokio::task::consume_budget().await;
+                // Under a steady flow a batch is always ready: the checkpoint is due here.
+                if checkpoint_tick.tick().now_or_never().is_some()
+                    && !tracker.checkpoint(&consumer, pipeline.caught_up()).await
+                {
+                    outcome = Outcome::PartlyFailed;
+                    break;
                 }
-            },
+            }
             _ = checkpoint_tick.tick() => {
-                if !tracker.checkpoint(&consumer, true).await {
+                if !tracker.checkpoint(&consumer, pipeline.caught_up()).await {
                     outcome = Outcome::PartlyFailed;
                     break;
                 }
@@ -537,8 +562,10 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
         }
     }
 
-    // Stop taking messages (the loop above has ended), then the shutdown steps, each with a
-    // deadline inside the budget; see `stopping`.
+    // Stop taking messages (the loop above has ended): the fetcher drops what it fetches from
+    // now on. Then the shutdown steps, each with a deadline inside the budget; see `stopping`.
+    pipeline.loop_stopped();
+    drop(batches);
     let stopping = if shutdown.is_requested() {
         clock.await.unwrap_or_else(|_| Stopping::begin(budget))
     } else {
@@ -566,7 +593,7 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
             limit.as_millis()
         ),
     }
-    group::commit_leave_close(consumer, manual, &stopping).await;
+    group::commit_leave_close(consumer, &pipeline, manual, &stopping).await;
     let publisher = tracker.publisher;
     let limit = stopping.remaining();
     // Only parts the final handover could not wait for are still queued; dropping the

@@ -1,9 +1,13 @@
 //! Scenario 3: trackers in one group share the partitions and together track every order;
-//! trackers in different groups each see every order; a stopped tracker leaves the group.
+//! trackers in different groups each see every order; a stopped tracker leaves the group; a
+//! tracker joining mid catch-up takes over exactly where the first one's hand-over committed.
 
+use order_contract::samples::OrderGenerator;
 use pipeline_tests::events::{assigned_partitions, counts, named, order_lines};
 use pipeline_tests::pipeline::wait_for_order_lines;
-use pipeline_tests::{OrderLine, Pipeline, eventually, stop_gracefully};
+use pipeline_tests::{
+    OrderLine, Pipeline, RawMessage, eventually, produce_raw, read_topic, stop_gracefully,
+};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -179,4 +183,102 @@ fn a_stopped_tracker_leaves_the_group_at_once_and_its_partitions_move_without_lo
         produced,
         "none lost"
     );
+}
+
+/// A scale-out while the first tracker is still catching up a backlog whose poison messages
+/// hold its run loop back (each dead letter waits for the broker's acknowledgement), so that
+/// its fetcher has read and decoded ahead when the revocation comes. The hand-over must first
+/// let the run loop handle what was fetched, then commit right after it: every order is
+/// tracked, none by both trackers, and every poison message is dead-lettered exactly once.
+#[test]
+fn a_scale_out_during_a_catch_up_hands_over_exactly_what_was_fetched_ahead() {
+    let pipeline = Pipeline::new(6);
+    let mut generator = OrderGenerator::seeded(50, 7);
+    let mut order_ids = HashSet::new();
+    let mut owned: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for i in 0..12_000 {
+        if i % 40 == 39 {
+            owned.push((format!("poison-{i}").into_bytes(), b"not an order".to_vec()));
+        } else {
+            let order = generator.next_order();
+            order_ids.insert(order.order_id.to_string());
+            owned.push((order.key().as_bytes().to_vec(), order.to_json()));
+        }
+    }
+    let poison = owned.len() - order_ids.len();
+    let messages: Vec<RawMessage<'_>> = owned
+        .iter()
+        .map(|(key, value)| (Some(key.as_slice()), Some(value.as_slice())))
+        .collect();
+    produce_raw(&pipeline.bootstrap(), &pipeline.orders, &messages);
+
+    let mut first = pipeline.tracker("catch-up").spawn();
+    assert!(
+        wait_for_order_lines(&first, 300, Duration::from_secs(60)),
+        "{}",
+        first.report()
+    );
+    let mut second = pipeline.tracker("catch-up").spawn();
+    let tracked_ids = |first: &pipeline_tests::Service, second: &pipeline_tests::Service| {
+        order_lines(&first.events())
+            .into_iter()
+            .chain(order_lines(&second.events()))
+            .map(|line| line.order_id)
+            .collect::<HashSet<_>>()
+    };
+    let all_tracked = eventually(Duration::from_secs(120), || {
+        tracked_ids(&first, &second).len() >= order_ids.len()
+    });
+    assert!(all_tracked, "{}\n{}", first.report(), second.report());
+    std::thread::sleep(Duration::from_secs(1));
+    stop_gracefully(&mut first);
+    stop_gracefully(&mut second);
+
+    // The scenario happened: the first gave partitions away while it still had fetched
+    // batches to handle, and the second took over part of the backlog.
+    let first_events = first.events();
+    assert!(
+        named(&first_events, "fetched_handled_before_rebalance")
+            .any(|e| e.number("batches").is_some_and(|n| n > 0)),
+        "the revocation found nothing fetched ahead\n{}",
+        first.report()
+    );
+    assert!(
+        named(&first_events, "revoke_commit").next().is_some(),
+        "{}",
+        first.report()
+    );
+    assert!(
+        !order_lines(&second.events()).is_empty(),
+        "{}",
+        second.report()
+    );
+
+    // Every line, duplicates included: an order handled by both fails here.
+    let together: Vec<_> = order_lines(&first_events)
+        .into_iter()
+        .chain(order_lines(&second.events()))
+        .collect();
+    let per_order = counts(&together);
+    let twice: Vec<_> = per_order.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "{} order(s) handled twice, e.g. {:?}",
+        twice.len(),
+        twice.iter().take(3).collect::<Vec<_>>()
+    );
+    assert_eq!(per_order.keys().cloned().collect::<HashSet<_>>(), order_ids);
+
+    let dead_letters = read_topic(&pipeline.bootstrap(), &pipeline.dead_letters, poison);
+    let sources: HashSet<(Option<String>, Option<String>)> = dead_letters
+        .iter()
+        .map(|r| {
+            (
+                r.header("dlq.source.partition"),
+                r.header("dlq.source.offset"),
+            )
+        })
+        .collect();
+    assert_eq!(dead_letters.len(), poison, "each poison message once");
+    assert_eq!(sources.len(), poison);
 }
