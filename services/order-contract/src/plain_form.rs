@@ -115,17 +115,63 @@ struct Scanner<'a> {
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 
-/// Whether any of the eight bytes of `word` is below `limit` (at most 128): the "has less"
-/// test of Bit Twiddling Hacks, exact as a yes or no.
-const fn has_byte_below(word: u64, limit: u8) -> bool {
-    word.wrapping_sub(ONES * limit as u64) & !word & HIGH_BITS != 0
+/// The bytes of `word` below `limit` (at most 128), as the high bit of each: the "has less"
+/// test of Bit Twiddling Hacks. Exact for the lowest byte flagged (a borrow can only flag bytes
+/// above a true one), which is all [`string_end`] needs; a byte of 128 or more is never flagged.
+const fn bytes_below(word: u64, limit: u8) -> u64 {
+    word.wrapping_sub(ONES * limit as u64) & !word & HIGH_BITS
 }
 
-/// Whether any of the eight bytes of `word` is a quote, a backslash or a control character.
-const fn may_end_a_string(word: u64) -> bool {
-    has_byte_below(word ^ (ONES * b'"' as u64), 1)
-        || has_byte_below(word ^ (ONES * b'\\' as u64), 1)
-        || has_byte_below(word, 0x20)
+/// The bytes of `word` equal to `byte`, flagged as [`bytes_below`] flags them.
+const fn bytes_equal(word: u64, byte: u8) -> u64 {
+    bytes_below(word ^ (ONES * byte as u64), 1)
+}
+
+/// Where in the eight bytes of `word` (little-endian) the first quote, backslash or control
+/// character is, if any: each of the three masks is exact for its lowest byte, so their union
+/// is exact for its lowest byte too.
+const fn string_end(word: u64) -> Option<u32> {
+    let flagged = bytes_equal(word, b'"') | bytes_equal(word, b'\\') | bytes_below(word, 0x20);
+    if flagged == 0 {
+        None
+    } else {
+        Some(flagged.trailing_zeros() / 8)
+    }
+}
+
+/// `a == b` for the short keys of an order, compared a word at a time (the last word overlaps
+/// the one before) rather than through a call to `memcmp` for each key tried.
+fn same_short_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |bytes: &[u8], at: usize| {
+        bytes
+            .get(at..at + 8)
+            .and_then(|word| word.try_into().ok())
+            .map(u64::from_le_bytes)
+    };
+    let half = |bytes: &[u8], at: usize| {
+        bytes
+            .get(at..at + 4)
+            .and_then(|word| word.try_into().ok())
+            .map(u32::from_le_bytes)
+    };
+    match n {
+        0..4 => a == b,
+        4..8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        _ => {
+            let mut at = 0;
+            while at + 8 < n {
+                if word(a, at) != word(b, at) {
+                    return false;
+                }
+                at += 8;
+            }
+            word(a, n - 8) == word(b, n - 8)
+        }
+    }
 }
 
 impl<'a> Scanner<'a> {
@@ -169,19 +215,28 @@ impl<'a> Scanner<'a> {
     fn text(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.at;
-        // Eight bytes at a time while none can end the string, then byte by byte.
-        while let Some(word) = self.bytes.get(self.at..self.at + 8) {
-            if may_end_a_string(u64::from_le_bytes(word.try_into().ok()?)) {
-                break;
-            }
-            self.at += 8;
-        }
+        // Eight bytes at a time up to the first that can end the string; byte by byte only in
+        // the last seven bytes of the value.
         loop {
-            match *self.bytes.get(self.at)? {
-                b'"' => break,
-                b'\\' | 0x00..=0x1f => return None,
-                _ => self.at += 1,
+            match self.bytes.get(self.at..self.at + 8) {
+                Some(word) => match string_end(u64::from_le_bytes(word.try_into().ok()?)) {
+                    None => self.at += 8,
+                    Some(index) => {
+                        self.at += index as usize;
+                        break;
+                    }
+                },
+                None => {
+                    while !matches!(self.bytes.get(self.at)?, b'"' | b'\\' | 0x00..=0x1f) {
+                        self.at += 1;
+                    }
+                    break;
+                }
             }
+        }
+        // A backslash or a control character: not the plain form.
+        if self.bytes.get(self.at)? != &b'"' {
+            return None;
         }
         // Between two ASCII quotes of valid UTF-8: always a whole string.
         let text = self.text.get(start..self.at)?;
@@ -200,7 +255,7 @@ impl<'a> Scanner<'a> {
             let end = key.len() + 1;
             rest.get(end..=end + 1) == Some(b"\":")
                 && rest.first() == Some(&b'"')
-                && &rest[1..end] == key.as_bytes()
+                && same_short_bytes(&rest[1..end], key.as_bytes())
         };
         if let Some(index) = (*next..keys.len()).find(|&index| written_compactly(keys[index].0)) {
             *next = index + 1;
@@ -367,5 +422,61 @@ impl<'a> Scanner<'a> {
             quantity: quantity?,
             unit_price_cents: unit_price_cents?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What [`string_end`] must answer, one byte at a time.
+    fn first_string_end(bytes: [u8; 8]) -> Option<u32> {
+        bytes
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+            .map(|at| at as u32)
+    }
+
+    #[test]
+    fn same_short_bytes_is_equality_for_every_length_and_every_differing_byte() {
+        let text = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        for n in 0..=24 {
+            let a = &text[..n];
+            assert!(same_short_bytes(a, a));
+            assert!(!same_short_bytes(a, &text[..n + 1]), "lengths differ");
+            for at in 0..n {
+                let mut b = a.to_vec();
+                b[at] ^= 0x20;
+                assert!(!same_short_bytes(a, &b), "{n} bytes, byte {at} differs");
+            }
+        }
+    }
+
+    #[test]
+    fn string_end_finds_the_first_quote_backslash_or_control_character_in_a_word() {
+        // Every byte value at every position, among plain ASCII, UTF-8 continuation bytes and
+        // other special bytes after it (where a borrow could flag the wrong byte).
+        let fillers = [
+            b'a', 0xc3, 0xa9, 0x80, 0xff, b'"', 0x00, 0x1f, b'\\', 0x20, b'!',
+        ];
+        for byte in 0..=u8::MAX {
+            for at in 0..8 {
+                for filler in fillers {
+                    let mut bytes = [b'x'; 8];
+                    bytes[at] = byte;
+                    for later in bytes.iter_mut().skip(at + 1) {
+                        *later = filler;
+                    }
+                    for earlier in bytes.iter_mut().take(at) {
+                        *earlier = if filler >= 0x80 { filler } else { b'y' };
+                    }
+                    assert_eq!(
+                        string_end(u64::from_le_bytes(bytes)),
+                        first_string_end(bytes),
+                        "{bytes:02x?}"
+                    );
+                }
+            }
+        }
     }
 }
