@@ -24,6 +24,9 @@ mod wire_forms;
 /// The only `schema_version` this build understands.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// [`SCHEMA_VERSION`] as text, for the `schema-version` header (a test checks they agree).
+pub const SCHEMA_VERSION_TEXT: &str = "1";
+
 /// The JSON Schema of an order, for validation by tests and other clients.
 pub const ORDER_SCHEMA_JSON: &str = include_str!("../schema/order.v1.schema.json");
 
@@ -376,6 +379,11 @@ impl fmt::Display for Money<'_> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_schema_version_text_is_the_schema_version() {
+        assert_eq!(SCHEMA_VERSION_TEXT, SCHEMA_VERSION.to_string());
+    }
     use super::*;
     use serde_json::{Value, json};
 

@@ -28,7 +28,7 @@ mod intake_request;
 use crate::config::ProducerConfig;
 use crate::intake::{Intake, IntakeBindError};
 use order_contract::samples::OrderGenerator;
-use order_contract::{Money, Order};
+use order_contract::{Money, Order, SCHEMA_VERSION, SCHEMA_VERSION_TEXT};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -45,6 +45,7 @@ use service_runtime::kafka::ErrorLog;
 use service_runtime::launch::Outcome;
 use service_runtime::metrics::{LatencyHistogram, register_build_info};
 use service_runtime::shutdown::Shutdown;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::time::MissedTickBehavior;
@@ -77,7 +78,9 @@ pub struct DeliveryNote {
     order_id: uuid::Uuid,
     customer_id: order_contract::CompactString,
     item_count: i64,
-    total: String,
+    /// The order's total, formatted only if its delivery line is written.
+    total_cents: i64,
+    currency: order_contract::CompactString,
     /// Set for orders posted over HTTP: the report is also sent here.
     reply: Option<DeliveryReply>,
 }
@@ -93,7 +96,8 @@ impl DeliveryNote {
                 .items
                 .iter()
                 .fold(0i64, |sum, item| sum.saturating_add(item.quantity)),
-            total: Money::new(order.total_cents, &order.currency).to_string(),
+            total_cents: order.total_cents,
+            currency: order.currency.clone(),
             reply: None,
         })
     }
@@ -198,7 +202,7 @@ impl ProducerContext for OrderDeliveryContext {
                     "delivered order {} ({} items, {}) for {} to {}/{}@{}",
                     note.order_id,
                     note.item_count,
-                    note.total,
+                    Money::new(note.total_cents, &note.currency),
                     note.customer_id,
                     message.topic(),
                     message.partition(),
@@ -325,6 +329,8 @@ async fn produce_orders(
         interval
     });
     let mut sent: u64 = 0;
+    // One buffer for every order's JSON: librdkafka copies the payload when it is sent.
+    let mut payload = Vec::with_capacity(1024);
     loop {
         if config.order_count.is_some_and(|count| sent >= count) || shutdown.is_requested() {
             break;
@@ -341,7 +347,8 @@ async fn produce_orders(
             None => {}
         }
         let order = generator.next_order();
-        if enqueue(producer, topic, &order, metrics, &mut shutdown).await {
+        order.write_json(&mut payload);
+        if enqueue(producer, topic, &order, &payload, metrics, &mut shutdown).await {
             sent += 1;
         }
     }
@@ -352,24 +359,19 @@ async fn produce_orders(
     );
 }
 
-/// Hands one order to librdkafka, waiting while its queue is full. Returns whether it was
+/// Hands one order, written as `payload`, to librdkafka, waiting while its queue is full. Returns whether it was
 /// queued; an order refused outright (e.g. too large for the broker) is logged and counted as
 /// failed, and one not queued because of shutdown is simply never produced.
 async fn enqueue(
     producer: &OrderProducer,
     topic: &str,
     order: &Order,
+    payload: &[u8],
     metrics: &ProducerMetrics,
     shutdown: &mut Shutdown,
 ) -> bool {
-    let payload = order.to_json();
     loop {
-        match producer.send(order_record(
-            topic,
-            order,
-            &payload,
-            DeliveryNote::of(order),
-        )) {
+        match producer.send(order_record(topic, order, payload, DeliveryNote::of(order))) {
             Ok(()) => {
                 metrics.produced.inc();
                 return true;
@@ -401,14 +403,20 @@ fn order_record<'a>(
     payload: &'a [u8],
     note: Box<DeliveryNote>,
 ) -> BaseRecord<'a, str, [u8], Box<DeliveryNote>> {
-    let headers = OwnedHeaders::new()
+    // Every order sent has been validated, so its version is this build's: no text to format.
+    let version = if order.schema_version == SCHEMA_VERSION {
+        Cow::Borrowed(SCHEMA_VERSION_TEXT)
+    } else {
+        Cow::Owned(order.schema_version.to_string())
+    };
+    let headers = OwnedHeaders::new_with_capacity(2)
         .insert(Header {
             key: "content-type",
             value: Some("application/json"),
         })
         .insert(Header {
             key: "schema-version",
-            value: Some(order.schema_version.to_string().as_str()),
+            value: Some(version.as_ref()),
         });
     BaseRecord::with_opaque_to(topic, note)
         .key(order.key())
