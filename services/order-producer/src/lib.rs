@@ -41,7 +41,7 @@ use rdkafka::producer::{
 use rdkafka::statistics::Statistics;
 use service_runtime::config::ConfigError;
 use service_runtime::health::{HealthBindError, HealthServer, Readiness};
-use service_runtime::kafka::ErrorLog;
+use service_runtime::kafka::{ErrorLog, flush_promptly};
 use service_runtime::launch::Outcome;
 use service_runtime::metrics::{LatencyHistogram, register_build_info};
 use service_runtime::shutdown::Shutdown;
@@ -440,12 +440,12 @@ async fn flush(
         "flushing the producer"
     );
     let drained = tokio::task::spawn_blocking(move || {
-        let result = producer.flush(timeout);
+        let result = flush_promptly(&*producer, timeout);
         if result.is_err() {
             // Anything still queued will never be delivered now: purge it so that its delivery
             // report (as failed) is emitted rather than lost silently with the producer.
             producer.purge(PurgeConfig::default().queue().inflight());
-            let _ = producer.flush(Duration::from_secs(1));
+            let _ = flush_promptly(&*producer, Duration::from_secs(1));
         }
         (result, producer.in_flight_count())
     })

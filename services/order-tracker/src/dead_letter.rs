@@ -213,8 +213,7 @@ impl DeadLetterWriter {
     /// (its source offset stays unstored, so the worst case is a second dead-letter copy).
     /// Returns whether everything was flushed.
     pub fn flush(&self, timeout: Duration) -> bool {
-        use rdkafka::producer::Producer;
-        match self.producer.flush(timeout) {
+        match service_runtime::kafka::flush_promptly(&self.producer, timeout) {
             Ok(()) => true,
             Err(err) => {
                 warn!(

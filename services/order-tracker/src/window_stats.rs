@@ -329,7 +329,7 @@ impl StatsPublisher {
 
     /// Flushes what is queued, within `limit`. Blocking.
     pub fn flush(&self, limit: Duration) -> bool {
-        self.producer.flush(limit).is_ok()
+        service_runtime::kafka::flush_promptly(&self.producer, limit).is_ok()
     }
 }
 
