@@ -111,7 +111,7 @@ pub struct Pipeline {
     discard_through: AtomicU64,
     loop_stopped: AtomicBool,
     stop: AtomicBool,
-    /// The fetcher's last poll found nothing.
+    /// The fetcher's last poll found librdkafka's queue empty.
     idle: AtomicBool,
 }
 
@@ -194,9 +194,11 @@ impl Pipeline {
                         break;
                     }
                     None => {
-                        if wait > Duration::ZERO {
-                            self.idle.store(true, Ordering::Release);
-                        }
+                        // librdkafka's queue is empty: nothing fetched waits beyond the batch
+                        // in hand, which goes to the run loop now. Set on every empty poll,
+                        // not only after a whole wait: under a steady flow the queue empties
+                        // between messages, and quiet partitions must be told then.
+                        self.idle.store(true, Ordering::Release);
                         break;
                     }
                 }
@@ -299,8 +301,9 @@ impl Pipeline {
         }
     }
 
-    /// Nothing fetched is waiting: the fetcher's last poll found nothing and the run loop is
-    /// done with every batch sent.
+    /// Nothing fetched is waiting: the fetcher's last poll found librdkafka's queue empty, it
+    /// holds no batch, and the run loop is done with every batch sent (what the quiet-partition
+    /// rule needs: see `Book::tick`).
     pub fn caught_up(&self) -> bool {
         let settled = self.settled.lock().map_or(0, |settled| settled.number);
         self.idle.load(Ordering::Acquire)

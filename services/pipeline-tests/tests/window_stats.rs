@@ -591,3 +591,86 @@ fn a_quiet_partition_closes_its_window_in_bounded_time_even_under_a_new_owner() 
         "a record of no order, keyed where reading stopped"
     );
 }
+
+/// A partition that goes quiet ends its window parts after the grace period even while
+/// another partition keeps a steady flow (one order every 5 ms): the tracker's fetcher finds
+/// librdkafka's queue empty between messages, and that, not a whole poll without any message,
+/// is what tells the quiet-partition rule that nothing fetched is waiting.
+///
+/// On librdkafka's mock cluster: tansu answers fetches in bursts about a tenth of a second
+/// apart, so on it any rule sees gaps in a flow, and this one could not fail.
+#[test]
+fn a_quiet_partition_ends_its_parts_while_another_partition_keeps_flowing() {
+    let mock = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    let bootstrap = mock.bootstrap_servers();
+    let (orders, dead_letters, stats) = ("orders", "orders.dlq", "orders.stats");
+    mock.create_topic(orders, 2, 1).expect("topic");
+    for topic in [dead_letters, stats] {
+        mock.create_topic(topic, 1, 1).expect("topic");
+    }
+    let mut tracker = Service::builder("order-tracker", &bootstrap)
+        .env("ORDERS_TOPIC", orders)
+        .env("DEAD_LETTER_TOPIC", dead_letters)
+        .env("WINDOW_STATS_TOPIC", stats)
+        .env("WINDOW_SECS", 600)
+        .env("WINDOW_GRACE_SECS", 1)
+        .env("GROUP_ID", "quiet-beside-flow")
+        // Fetches answered as soon as anything is there, as a busy Kafka answers them (the
+        // mock holds a fetch for this long otherwise, which would make gaps in any flow).
+        .env("KAFKA_FETCH_WAIT_MAX_MS", 5)
+        .env("HEALTH_PORT", free_port())
+        .env("STATS_INTERVAL_SECS", 60)
+        .env("KAFKA_SESSION_TIMEOUT_MS", 6000)
+        .env("KAFKA_HEARTBEAT_INTERVAL_MS", 500)
+        .spawn();
+    assert!(
+        tracker.wait_for_event("partitions_assigned", Duration::from_secs(60)),
+        "{}",
+        tracker.report()
+    );
+    let producer: rdkafka::producer::BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "0")
+        .create()
+        .expect("producer");
+    let send = |partition: i32| {
+        let value = order_json(Utc::now(), "EUR", 100);
+        let record = rdkafka::producer::BaseRecord::<str, [u8]>::to(orders)
+            .partition(partition)
+            .key("CUST-00042")
+            .payload(&value);
+        producer
+            .send(record)
+            .map_err(|(err, _)| err)
+            .expect("queued");
+        producer.poll(Duration::ZERO);
+    };
+    for _ in 0..4 {
+        send(0);
+    }
+    // Partition 1 flows for up to 15 s; partition 0 stays quiet from now on. The log is read
+    // between bursts of 100 orders, so that reading it leaves no long gap in the flow.
+    let quiet_part_of_0 = |events: &[pipeline_tests::Event]| {
+        named(events, "window_part").any(|e| {
+            e.field("part_end").as_deref() == Some("quiet") && e.int("partition") == Some(0)
+        })
+    };
+    let started = Instant::now();
+    let mut ended_while_flowing = false;
+    while !ended_while_flowing && started.elapsed() < Duration::from_secs(15) {
+        for _ in 0..100 {
+            send(1);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        ended_while_flowing = quiet_part_of_0(&tracker.events());
+    }
+    let flowed = tracked(&tracker.events()).len();
+    stop_gracefully(&mut tracker);
+    assert!(
+        ended_while_flowing,
+        "partition 0's part did not end as quiet within 15 s while partition 1 flowed \
+         ({flowed} orders tracked)\n{}",
+        tracker.report()
+    );
+    assert!(flowed > 100, "partition 1 flowed: {flowed} orders tracked");
+}
