@@ -45,11 +45,16 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 /// At most this many messages already waiting in librdkafka's queue are decoded into one batch
-/// before it is handed to the run loop, which then handles them one after the other.
-pub const BATCH: usize = 64;
+/// before it is handed to the run loop, which then handles them one after the other (a batch
+/// is only ever what is already waiting, so this costs no latency). Each hand-over may wake the
+/// run loop, a few microseconds of system time: catching up 1,000,000 orders on tansu, batches
+/// of 256 (4 in flight) ran 9% faster than batches of 64 (16 in flight), and 1,024 (2 in
+/// flight) no faster than 256, at 1-2 MB more (8 alternated runs each).
+pub const BATCH: usize = 256;
 
-/// Batches fetched and not yet taken by the run loop, at most.
-pub const BATCHES_IN_FLIGHT: usize = 16;
+/// Batches fetched and not yet taken by the run loop, at most: with [`BATCH`], how far the
+/// fetcher reads ahead (about 0.5 MB of decoded orders).
+pub const BATCHES_IN_FLIGHT: usize = 4;
 
 /// How long a rebalance callback waits for the run loop to handle what was fetched before it.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
