@@ -72,22 +72,28 @@ pub struct Fetched {
     pub offset: i64,
     /// Kafka's timestamp, in milliseconds since the epoch.
     pub timestamp_ms: Option<i64>,
-    pub decoded: Result<Order, RejectReason>,
-    /// The whole message, kept only when it is not an order: the dead-letter copy needs its
-    /// key, value and headers.
-    pub rejected: Option<OwnedMessage>,
+    pub decoded: Result<Order, Rejected>,
+}
+
+/// A message that is not an order: why, and the whole message (key, value and headers), which
+/// its dead-letter copy keeps.
+#[derive(Debug)]
+pub struct Rejected {
+    pub reason: RejectReason,
+    pub message: OwnedMessage,
 }
 
 impl Fetched {
     /// Decodes `message`, refusing values over `max_order_bytes`.
     pub fn decode(message: &BorrowedMessage<'_>, max_order_bytes: usize) -> Fetched {
-        let decoded = Order::decode(message.payload(), max_order_bytes);
         Fetched {
             partition: message.partition(),
             offset: message.offset(),
             timestamp_ms: message.timestamp().to_millis(),
-            rejected: decoded.is_err().then(|| message.detach()),
-            decoded,
+            decoded: Order::decode(message.payload(), max_order_bytes).map_err(|reason| Rejected {
+                reason,
+                message: message.detach(),
+            }),
         }
     }
 }
@@ -366,8 +372,12 @@ mod tests {
             partition: 0,
             offset,
             timestamp_ms: None,
-            decoded: Err(RejectReason::Empty),
-            rejected: None,
+            decoded: Ok(crate::test_orders::order(
+                "c",
+                chrono::Utc::now(),
+                "EUR",
+                &[("A", 1, 100)],
+            )),
         }
     }
 

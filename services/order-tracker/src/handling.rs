@@ -1,6 +1,6 @@
 //! The per-message work, as plain code with no Kafka in it: decode a message value, recognise
 //! a redelivered order, count it, check the alerts, and say what the Kafka layer must do with
-//! the message. The run loop calls [`MessageHandler::handle_decoded`] for every message it
+//! the message. The run loop calls [`MessageHandler::handle_order`] for every order it
 //! receives, decoded by the fetcher with [`Order::decode`]; [`MessageHandler::handle`] is the
 //! two together, which the benchmark and the unit tests call, so what they measure and prove is
 //! what runs.
@@ -58,18 +58,17 @@ impl MessageHandler {
     }
 
     /// Handles one message value (`None` for a tombstone): decodes it, then
-    /// [`MessageHandler::handle_decoded`].
+    /// [`MessageHandler::handle_order`] if it is an order.
     pub fn handle(&mut self, payload: Option<&[u8]>) -> Verdict {
-        self.handle_decoded(Order::decode(payload, self.max_order_bytes))
+        match Order::decode(payload, self.max_order_bytes) {
+            Ok(order) => self.handle_order(order),
+            Err(reason) => Verdict::DeadLetter { reason },
+        }
     }
 
-    /// Handles one message value already decoded by [`Order::decode`] (the tracker decodes on
-    /// its fetcher thread, see [`crate::fetching`]).
-    pub fn handle_decoded(&mut self, decoded: Result<Order, RejectReason>) -> Verdict {
-        let order = match decoded {
-            Ok(order) => order,
-            Err(reason) => return Verdict::DeadLetter { reason },
-        };
+    /// Handles one order already decoded by [`Order::decode`] (the tracker decodes on its
+    /// fetcher thread, see [`crate::fetching`]): [`Verdict::Track`] or [`Verdict::Duplicate`].
+    pub fn handle_order(&mut self, order: Order) -> Verdict {
         if !self.seen.first_sighting(order.order_id) {
             self.statistics.duplicates += 1;
             return Verdict::Duplicate { order };
@@ -145,14 +144,20 @@ impl Verdict {
                     order.order_id
                 );
             }
-            Verdict::DeadLetter { reason } => warn!(
-                event = "rejected",
-                reason = reason.code(),
-                source = %source,
-                "not a valid order at {source}: {reason}; sending it to the dead-letter topic"
-            ),
+            Verdict::DeadLetter { reason } => report_rejected(reason, source),
         }
     }
+}
+
+/// Logs that the message read at `source` is not a valid order and goes to the dead-letter
+/// topic (a [`Verdict::DeadLetter`]'s report).
+pub fn report_rejected(reason: &RejectReason, source: Source<'_>) {
+    warn!(
+        event = "rejected",
+        reason = reason.code(),
+        source = %source,
+        "not a valid order at {source}: {reason}; sending it to the dead-letter topic"
+    );
 }
 
 fn report_alert(order: &Order, alert: &Alert) {

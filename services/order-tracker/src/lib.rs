@@ -74,7 +74,7 @@ pub(crate) mod test_orders {
 use crate::checkpoints::{Book, SharedBook};
 use crate::config::{StartFrom, TrackerConfig};
 use crate::dead_letter::{DeadLetterOutcome, DeadLetterWriter};
-use crate::fetching::{Fetched, Pipeline};
+use crate::fetching::{Fetched, Pipeline, Rejected};
 use crate::group::TrackerContext;
 use crate::handling::{MessageHandler, Source, Verdict};
 use crate::metrics::TrackerMetrics;
@@ -171,7 +171,6 @@ impl Tracker {
             offset,
             timestamp_ms,
             decoded,
-            rejected,
         } = fetched;
         // Formatted only if a log line is written: at high rates the lines are turned down.
         let source = Source {
@@ -179,26 +178,25 @@ impl Tracker {
             partition,
             offset,
         };
-        let verdict = self.handler.handle_decoded(decoded);
-        verdict.report(source, *now, &self.metrics);
         let counted = Counting {
             partition,
             offset,
             timestamp_ms,
         };
-        let reason = match verdict {
-            Verdict::Track { order, .. } | Verdict::Duplicate { order } => {
-                // Every valid order counts in its window, a redelivery too: the duplicate
-                // memory is per process, the window parts must not depend on it.
-                self.count_in_window(counted, Some(&order), now);
+        let Rejected { reason, message } = match decoded {
+            Ok(order) => {
+                let verdict = self.handler.handle_order(order);
+                verdict.report(source, *now, &self.metrics);
+                if let Verdict::Track { order, .. } | Verdict::Duplicate { order } = &verdict {
+                    // Every valid order counts in its window, a redelivery too: the duplicate
+                    // memory is per process, the window parts must not depend on it.
+                    self.count_in_window(counted, Some(order), now);
+                }
                 return Handled::Done;
             }
-            Verdict::DeadLetter { reason } => reason,
+            Err(rejected) => rejected,
         };
-        // A value that is not an order always comes with its message (see `Fetched`).
-        let Some(message) = rejected else {
-            return Handled::Abandoned;
-        };
+        handling::report_rejected(&reason, source);
         match self.dead_letters.write(&message, &reason, shutdown).await {
             DeadLetterOutcome::Written {
                 partition: written_partition,
