@@ -379,13 +379,13 @@ impl fmt::Display for Money<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use serde_json::{Value, json};
 
     #[test]
     fn the_schema_version_text_is_the_schema_version() {
         assert_eq!(SCHEMA_VERSION_TEXT, SCHEMA_VERSION.to_string());
     }
-    use super::*;
-    use serde_json::{Value, json};
 
     const MAX: usize = 64 * 1024;
 

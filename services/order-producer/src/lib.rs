@@ -359,9 +359,10 @@ async fn produce_orders(
     );
 }
 
-/// Hands one order, written as `payload`, to librdkafka, waiting while its queue is full. Returns whether it was
-/// queued; an order refused outright (e.g. too large for the broker) is logged and counted as
-/// failed, and one not queued because of shutdown is simply never produced.
+/// Hands one order, written as `payload`, to librdkafka, waiting while its queue is full.
+/// Returns whether it was queued; an order refused outright (e.g. too large for the broker) is
+/// logged and counted as failed, and one not queued because of shutdown is simply never
+/// produced.
 async fn enqueue(
     producer: &OrderProducer,
     topic: &str,

@@ -136,8 +136,9 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     // A member hears of a rebalance with its next heartbeat: 1 s keeps that term small.
     ("heartbeat.interval.ms", "1000"),
     // The longest the tracker may go without polling before it is put out of the group, and
-    // also how long a rebalance waits for members to rejoin. The tracker does not poll while
-    // it retries a dead-letter write, so this must stay above the longest such write
+    // also how long a rebalance waits for members to rejoin. The tracker stops polling while
+    // it retries a dead-letter write (as soon as its fetcher's few batches of read-ahead are
+    // full), so this must stay above the longest such write
     // (order_tracker::dead_letter::LONGEST_WRITE, 95 s; a test there checks it). Lower than
     // librdkafka's 300 s so that a stuck member blocks a rebalance for less long.
     ("max.poll.interval.ms", "120000"),
@@ -687,8 +688,10 @@ impl rdkafka::consumer::ConsumerContext for QuietContext {}
 const FLUSH_CHECK_EVERY: Duration = Duration::from_millis(2);
 
 /// Flushes a producer that has a polling thread of its own (rdkafka's `ThreadedProducer`, and
-/// `FutureProducer` built on it): asks librdkafka to send what is queued now and waits until
-/// nothing is in flight or `timeout` has passed, looking every [`FLUSH_CHECK_EVERY`]. Blocking.
+/// `FutureProducer` built on it): waits until nothing is in flight or `timeout` has passed,
+/// looking every [`FLUSH_CHECK_EVERY`]. Blocking. What is still queued leaves as usual, within
+/// `linger.ms` (each look is a zero-timeout `rd_kafka_flush`, which bypasses the linger only
+/// for that instant).
 ///
 /// Why not rdkafka's own `flush`: between two checks it polls the producer's queue for up to
 /// 100 ms, and that poll never returns early, so a flush with anything in flight took at least
@@ -702,7 +705,7 @@ pub fn flush_promptly<C: ProducerContext>(
 ) -> KafkaResult<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        // A zero timeout only marks the queue for sending now and says whether it is empty.
+        // A zero timeout only says whether anything is still in flight.
         match producer.flush(Duration::ZERO) {
             Ok(()) => return Ok(()),
             Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) => {
