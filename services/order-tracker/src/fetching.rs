@@ -14,14 +14,21 @@
 //! every message fetched before a rebalance callback runs: a revocation commits right after the
 //! last message the book knows of, and a message fetched before it but counted after it would
 //! be counted here *and* by the next owner. librdkafka runs the callbacks inside `poll`, which
-//! is now the fetcher's, while the run loop may still have fetched messages to handle. So each
-//! rebalance callback first calls [`Pipeline::drain`]: it hands over the batch the fetcher has
-//! in hand and waits until the run loop has handled every message fetched so far. Handling a
-//! message is bounded (a dead-letter write gives up within its retry window), but the drain
-//! waits at most [`DRAIN_LIMIT`] all the same; past it, every message fetched so far is marked
-//! discarded, the run loop drops those unhandled (neither counted nor committed, so the next
-//! owner reads them), and the callback goes on. The same holds once the run loop has stopped:
-//! the drain does not wait, and whatever is still fetched is discarded.
+//! is now the fetcher's, while the run loop may still have fetched messages to handle. So a
+//! revocation (or a loss) first calls [`Pipeline::drain`]: it hands over the batch the fetcher
+//! has in hand and waits until the run loop has handled every message fetched so far. (An
+//! assignment needs no wait: nothing fetched can be of a partition that is only now assigned,
+//! since its revocation drained.) Handling a message is bounded (a dead-letter write gives up
+//! within its retry window), but the drain waits at most [`DRAIN_LIMIT`] all the same, sending
+//! included; past it, the messages fetched so far *of the revoked partitions* are dropped
+//! unhandled (neither counted nor committed, so their next owner reads them) and the callback
+//! goes on. The messages of partitions this tracker keeps are handled as usual: dropping those
+//! would let a later commit of the same partition pass them. The same holds once the run loop
+//! has stopped: the drain does not wait, and nothing more is handled anyway.
+//!
+//! While a callback runs the fetcher does not poll, so the queue may fill behind it: the
+//! callback clears the "caught up" mark first ([`Pipeline::rebalancing`]), and the quiet-partition
+//! rule (see `Book::tick`) waits for the next poll that finds the queue empty.
 //!
 //! # What the fetcher does not change
 //!
@@ -34,6 +41,8 @@
 //! - Shutdown: the run loop stops taking batches ([`Pipeline::loop_stopped`]); the fetcher then
 //!   only serves callbacks (leaving the group needs the revocation served) and drops what it
 //!   fetches, until [`Pipeline::stop`], just before the consumer is closed.
+//! - If the fetcher thread ends any other way (a panic), the channel closes and the run loop
+//!   stops with a failure, so that the tracker is restarted rather than left ready and idle.
 
 use order_contract::{Order, RejectReason};
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
@@ -53,7 +62,8 @@ use tracing::{error, info, warn};
 pub const BATCH: usize = 256;
 
 /// Batches fetched and not yet taken by the run loop, at most: with [`BATCH`], how far the
-/// fetcher reads ahead (about 0.5 MB of decoded orders).
+/// fetcher reads ahead (these, one being filled and one being handled: about 1,500 messages,
+/// 0.6 MB of decoded orders).
 pub const BATCHES_IN_FLIGHT: usize = 4;
 
 /// How long a rebalance callback waits for the run loop to handle what was fetched before it.
@@ -62,7 +72,8 @@ pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// How long the fetcher pauses after a consumer error before it polls again.
 const ERROR_PAUSE: Duration = Duration::from_millis(500);
 
-/// How long one poll waits for a message, and so how soon the fetcher sees [`Pipeline::stop`].
+/// How long one poll waits for a message, and so how soon an idle fetcher sees
+/// [`Pipeline::stop`].
 const POLL_WAIT: Duration = Duration::from_millis(100);
 
 /// One fetched message, decoded.
@@ -109,16 +120,21 @@ pub struct Batch {
 #[derive(Debug)]
 pub struct Pipeline {
     /// Fetched and not yet sent (the fetcher's batch in hand); a callback running inside
-    /// `poll` sends it before it waits.
+    /// `poll` sends it before it waits. Batch numbers are taken under this lock, together with
+    /// the batch, so that [`Pipeline::caught_up`] never misses one in between.
     in_hand: Mutex<Vec<Fetched>>,
-    sender: mpsc::Sender<Batch>,
-    /// The number of the last batch sent.
+    /// The sending end; taken when the fetcher thread ends, which closes the channel.
+    sender: Mutex<Option<mpsc::Sender<Batch>>>,
+    /// The number of the last batch taken from the hand to be sent.
     sent: AtomicU64,
     /// The number of the last batch the run loop is done with (handled or dropped), and how
     /// many drains wait for it to change (so that settling wakes nobody when none waits).
     settled: Mutex<Settled>,
     settled_changed: Condvar,
-    /// Batches up to this number are to be dropped unhandled (a drain gave up on them).
+    /// Messages to drop unhandled: a drain gave up on them ([`Pipeline::discarded`]).
+    discards: Mutex<Vec<Discard>>,
+    /// The highest batch number any discard reaches: a batch above it is never dropped, which
+    /// the run loop can tell without a lock.
     discard_through: AtomicU64,
     loop_stopped: AtomicBool,
     stop: AtomicBool,
@@ -132,6 +148,13 @@ struct Settled {
     waiting: usize,
 }
 
+/// The messages of `partitions` (all of them for `None`) in batches up to `through`.
+#[derive(Debug)]
+struct Discard {
+    through: u64,
+    partitions: Option<Vec<i32>>,
+}
+
 /// How a drain ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Drained {
@@ -140,7 +163,8 @@ pub enum Drained {
     Handled { batches: u64, waited: Duration },
     /// The run loop has stopped: what was still fetched is dropped unhandled.
     LoopStopped,
-    /// The run loop did not finish in time: what was still fetched is dropped unhandled.
+    /// The run loop did not finish in time: what was still fetched of the revoked partitions
+    /// is dropped unhandled.
     TimedOut,
 }
 
@@ -150,10 +174,11 @@ impl Pipeline {
         let (sender, receiver) = mpsc::channel(BATCHES_IN_FLIGHT);
         let pipeline = Pipeline {
             in_hand: Mutex::new(Vec::with_capacity(BATCH)),
-            sender,
+            sender: Mutex::new(Some(sender)),
             sent: AtomicU64::new(0),
             settled: Mutex::new(Settled::default()),
             settled_changed: Condvar::new(),
+            discards: Mutex::new(Vec::new()),
             discard_through: AtomicU64::new(0),
             loop_stopped: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -176,6 +201,16 @@ impl Pipeline {
     }
 
     fn fetch<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, max_order_bytes: usize) {
+        /// Closes the channel when the fetcher ends, by a stop or by a panic.
+        struct CloseOnExit<'a>(&'a Pipeline);
+        impl Drop for CloseOnExit<'_> {
+            fn drop(&mut self) {
+                if let Ok(mut sender) = self.0.sender.lock() {
+                    sender.take();
+                }
+            }
+        }
+        let _close = CloseOnExit(self);
         while !self.stop.load(Ordering::Acquire) {
             // Waits for the first message of a batch, then takes those already waiting.
             let mut wait = POLL_WAIT;
@@ -184,6 +219,9 @@ impl Pipeline {
                     Some(Ok(message)) => {
                         self.idle.store(false, Ordering::Release);
                         if self.loop_stopped.load(Ordering::Acquire) {
+                            if self.stop.load(Ordering::Acquire) {
+                                return;
+                            }
                             continue; // unhandled and never stored: the next owner reads it
                         }
                         let fetched = Fetched::decode(&message, max_order_bytes);
@@ -222,37 +260,98 @@ impl Pipeline {
     /// loop has stopped. Only the fetcher's thread sends (a callback served elsewhere, by the
     /// close at shutdown, comes after the run loop stopped), so batches arrive in number order.
     fn send_in_hand(&self) {
-        let messages = match self.in_hand.lock() {
-            // A fresh batch of full size, so that filling it never reallocates.
-            Ok(mut in_hand) if !in_hand.is_empty() => {
-                std::mem::replace(&mut *in_hand, Vec::with_capacity(BATCH))
-            }
-            _ => return,
-        };
-        if self.loop_stopped.load(Ordering::Acquire) {
+        let Some((number, messages)) = self.take_in_hand() else {
             return;
-        }
-        // Counted as sent first, so that a drain never misses it; if the run loop is gone,
-        // it is settled at once.
-        let number = self.sent.fetch_add(1, Ordering::AcqRel) + 1;
-        if self
-            .sender
-            .blocking_send(Batch { number, messages })
-            .is_err()
-        {
-            self.settle(number);
+        };
+        let sender = self.sender.lock().ok().and_then(|sender| sender.clone());
+        let sent =
+            sender.is_some_and(|sender| sender.blocking_send(Batch { number, messages }).is_ok());
+        if !sent {
+            self.settle(number); // the run loop is gone: nobody will
         }
     }
 
-    /// Called by every rebalance callback before it touches the book: see the module header.
-    /// Blocking (the callbacks run inside the fetcher's `poll`).
-    pub fn drain(&self, limit: Duration) -> Drained {
-        self.send_in_hand();
-        let sent = self.sent.load(Ordering::Acquire);
+    /// The batch in hand, numbered, unless it is empty or the run loop has stopped (then it is
+    /// dropped). A fresh batch of full size takes its place, so that filling it never
+    /// reallocates.
+    fn take_in_hand(&self) -> Option<(u64, Vec<Fetched>)> {
+        let mut in_hand = self.in_hand.lock().ok()?;
+        if in_hand.is_empty() {
+            return None;
+        }
+        if self.loop_stopped.load(Ordering::Acquire) {
+            in_hand.clear();
+            return None;
+        }
+        let number = self.sent.fetch_add(1, Ordering::AcqRel) + 1;
+        Some((
+            number,
+            std::mem::replace(&mut *in_hand, Vec::with_capacity(BATCH)),
+        ))
+    }
+
+    /// As [`Pipeline::send_in_hand`], but waiting for room only until `deadline`: `false` if
+    /// the batch in hand is still there then.
+    fn send_in_hand_by(&self, deadline: Instant) -> bool {
+        loop {
+            let Some(sender) = self.sender.lock().ok().and_then(|sender| sender.clone()) else {
+                self.send_in_hand(); // closed: settles and drops
+                return true;
+            };
+            match sender.try_reserve() {
+                Ok(permit) => {
+                    if let Some((number, messages)) = self.take_in_hand() {
+                        permit.send(Batch { number, messages });
+                    }
+                    return true;
+                }
+                Err(mpsc::error::TrySendError::Closed(())) => {
+                    self.send_in_hand();
+                    return true;
+                }
+                Err(mpsc::error::TrySendError::Full(())) => {
+                    if self.in_hand.lock().is_ok_and(|in_hand| in_hand.is_empty()) {
+                        return true;
+                    }
+                    if Instant::now() >= deadline {
+                        return false;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+
+    /// Called by a rebalance callback before anything else: the fetcher does not poll while
+    /// the callback runs, so it is not caught up any more (see the module header).
+    pub fn rebalancing(&self) {
+        self.idle.store(false, Ordering::Release);
+    }
+
+    /// Called by a revocation (or loss) of `revoked` before it touches the book: see the module
+    /// header. Blocking, at most `limit` in all (the callbacks run inside the fetcher's `poll`).
+    pub fn drain(&self, revoked: &[i32], limit: Duration) -> Drained {
         let started = Instant::now();
         let deadline = started + limit;
+        let drained = self.wait_for_run_loop(started, deadline);
+        match drained {
+            Drained::Handled { .. } => {}
+            Drained::LoopStopped | Drained::TimedOut => {
+                self.discard(revoked);
+                if let Ok(mut in_hand) = self.in_hand.lock() {
+                    in_hand.retain(|fetched| !revoked.contains(&fetched.partition));
+                }
+            }
+        }
+        drained
+    }
+
+    fn wait_for_run_loop(&self, started: Instant, deadline: Instant) -> Drained {
+        if !self.send_in_hand_by(deadline) {
+            return Drained::TimedOut;
+        }
+        let sent = self.sent.load(Ordering::Acquire);
         let Ok(mut settled) = self.settled.lock() else {
-            self.discard_through(sent);
             return Drained::TimedOut;
         };
         let batches = sent.saturating_sub(settled.number);
@@ -273,29 +372,44 @@ impl Pipeline {
             }
             settled = match self.settled_changed.wait_timeout(settled, left) {
                 Ok((settled, _)) => settled,
-                Err(_) => {
-                    self.discard_through(sent);
-                    return Drained::TimedOut;
-                }
+                Err(_) => return Drained::TimedOut,
             };
         };
         settled.waiting -= 1;
-        drop(settled);
-        match drained {
-            Drained::Handled { .. } => {}
-            Drained::LoopStopped | Drained::TimedOut => self.discard_through(sent),
-        }
         drained
     }
 
-    fn discard_through(&self, number: u64) {
-        self.discard_through.fetch_max(number, Ordering::AcqRel);
+    /// Marks the messages of `partitions` fetched so far to be dropped unhandled.
+    fn discard(&self, partitions: &[i32]) {
+        let through = self.sent.load(Ordering::Acquire);
+        let settled = self.settled.lock().map_or(0, |settled| settled.number);
+        if let Ok(mut discards) = self.discards.lock() {
+            // Discards the run loop is past can go.
+            discards.retain(|discard| discard.through > settled);
+            discards.push(Discard {
+                through,
+                partitions: Some(partitions.to_vec()),
+            });
+        }
+        self.discard_through.fetch_max(through, Ordering::AcqRel);
     }
 
-    /// Whether batch `number` must be dropped unhandled (a drain gave up on it). The run loop
-    /// asks before each message, and again before counting one whose dead-letter write waited.
-    pub fn discarded(&self, number: u64) -> bool {
-        number <= self.discard_through.load(Ordering::Acquire)
+    /// Whether the message of `partition` in batch `number` must be dropped unhandled (a drain
+    /// gave up on it). The run loop asks before each message, and again before counting one
+    /// whose dead-letter write waited.
+    pub fn discarded(&self, number: u64, partition: i32) -> bool {
+        if number > self.discard_through.load(Ordering::Acquire) {
+            return false;
+        }
+        self.discards.lock().map_or(true, |discards| {
+            discards.iter().any(|discard| {
+                number <= discard.through
+                    && discard
+                        .partitions
+                        .as_ref()
+                        .is_none_or(|partitions| partitions.contains(&partition))
+            })
+        })
     }
 
     /// The run loop is done with batch `number` (handled or dropped).
@@ -316,10 +430,17 @@ impl Pipeline {
     /// holds no batch, and the run loop is done with every batch sent (what the quiet-partition
     /// rule needs: see `Book::tick`).
     pub fn caught_up(&self) -> bool {
-        let settled = self.settled.lock().map_or(0, |settled| settled.number);
-        self.idle.load(Ordering::Acquire)
-            && settled >= self.sent.load(Ordering::Acquire)
-            && self.in_hand.lock().is_ok_and(|in_hand| in_hand.is_empty())
+        if !self.idle.load(Ordering::Acquire) {
+            return false;
+        }
+        // Under the hand's lock, so that a batch cannot be between the hand and `sent`.
+        let sent = match self.in_hand.lock() {
+            Ok(in_hand) if in_hand.is_empty() => self.sent.load(Ordering::Acquire),
+            _ => return false,
+        };
+        self.settled
+            .lock()
+            .is_ok_and(|settled| settled.number >= sent)
     }
 
     /// The run loop takes no more batches: drains stop waiting, and the fetcher drops what it
@@ -356,8 +477,9 @@ pub fn report_drain(drained: Drained, what: &str) {
         Drained::TimedOut => error!(
             event = "drain_timed_out",
             limit_ms = DRAIN_LIMIT.as_millis() as u64,
-            "the messages fetched before the {what} were not handled within {} ms; they are \
-             dropped unhandled and uncommitted (the next owner reads them)",
+            "the messages fetched before the {what} were not handled within {} ms; those of \
+             the revoked partitions are dropped unhandled and uncommitted (their next owner \
+             reads them)",
             DRAIN_LIMIT.as_millis()
         ),
     }
@@ -367,9 +489,9 @@ pub fn report_drain(drained: Drained, what: &str) {
 mod tests {
     use super::*;
 
-    fn fetched(offset: i64) -> Fetched {
+    fn fetched(partition: i32, offset: i64) -> Fetched {
         Fetched {
-            partition: 0,
+            partition,
             offset,
             timestamp_ms: None,
             decoded: Ok(crate::test_orders::order(
@@ -382,19 +504,19 @@ mod tests {
     }
 
     /// What the fetcher does with one message it polled: into the batch in hand.
-    fn fetch(pipeline: &Pipeline, offset: i64) {
+    fn fetch(pipeline: &Pipeline, partition: i32, offset: i64) {
         pipeline
             .in_hand
             .lock()
             .expect("in hand")
-            .push(fetched(offset));
+            .push(fetched(partition, offset));
     }
 
     #[test]
     fn a_drain_sends_the_batch_in_hand_and_waits_until_the_run_loop_has_handled_it() {
         let (pipeline, mut batches) = Pipeline::new();
-        fetch(&pipeline, 0);
-        fetch(&pipeline, 1);
+        fetch(&pipeline, 0, 0);
+        fetch(&pipeline, 1, 0);
         let run_loop = std::thread::spawn({
             let pipeline = pipeline.clone();
             move || {
@@ -405,49 +527,91 @@ mod tests {
             }
         });
         let started = Instant::now();
-        let drained = pipeline.drain(Duration::from_secs(5));
+        let drained = pipeline.drain(&[0], Duration::from_secs(5));
         assert!(
             matches!(drained, Drained::Handled { batches: 1, .. }),
             "{drained:?}"
         );
         assert!(started.elapsed() >= Duration::from_millis(200));
         assert_eq!(run_loop.join().expect("run loop"), (1, 2));
-        assert!(!pipeline.discarded(1));
+        assert!(!pipeline.discarded(1, 0));
         // Nothing fetched since: the next drain has nothing to wait for.
         assert!(matches!(
-            pipeline.drain(Duration::from_secs(5)),
+            pipeline.drain(&[0], Duration::from_secs(5)),
             Drained::Handled { batches: 0, .. }
         ));
     }
 
     #[test]
-    fn a_drain_that_times_out_has_what_was_fetched_before_it_dropped_unhandled() {
+    fn a_drain_that_times_out_drops_only_the_revoked_partitions_messages() {
         let (pipeline, mut batches) = Pipeline::new();
-        fetch(&pipeline, 0);
+        fetch(&pipeline, 0, 0);
+        fetch(&pipeline, 1, 0);
         assert_eq!(
-            pipeline.drain(Duration::from_millis(100)),
+            pipeline.drain(&[0], Duration::from_millis(100)),
             Drained::TimedOut
         );
         let stale = batches.try_recv().expect("sent before waiting");
-        assert!(pipeline.discarded(stale.number));
-        // What is fetched after the drain is handled as usual.
-        fetch(&pipeline, 1);
+        assert!(pipeline.discarded(stale.number, 0), "revoked: dropped");
+        assert!(
+            !pipeline.discarded(stale.number, 1),
+            "kept: handled, or a later commit of its partition would pass it"
+        );
+        // What is fetched after the drain is handled as usual, revoked partition or not (it
+        // can only be of a partition assigned again since).
+        fetch(&pipeline, 0, 1);
         pipeline.send_in_hand();
         let fresh = batches.try_recv().expect("sent");
-        assert!(!pipeline.discarded(fresh.number));
+        assert!(!pipeline.discarded(fresh.number, 0));
+    }
+
+    #[test]
+    fn a_drain_is_bounded_even_when_the_channel_is_full_and_keeps_the_kept_partitions_messages() {
+        let (pipeline, mut batches) = Pipeline::new();
+        for offset in 0..BATCHES_IN_FLIGHT as i64 {
+            fetch(&pipeline, 0, offset);
+            pipeline.send_in_hand();
+        }
+        fetch(&pipeline, 0, 100);
+        fetch(&pipeline, 1, 100);
+        let started = Instant::now();
+        assert_eq!(
+            pipeline.drain(&[0], Duration::from_millis(200)),
+            Drained::TimedOut
+        );
+        assert!(started.elapsed() < Duration::from_secs(1), "bounded");
+        let in_hand: Vec<(i32, i64)> = pipeline
+            .in_hand
+            .lock()
+            .expect("in hand")
+            .iter()
+            .map(|f| (f.partition, f.offset))
+            .collect();
+        assert_eq!(
+            in_hand,
+            vec![(1, 100)],
+            "the revoked partition's message dropped"
+        );
+        for _ in 0..BATCHES_IN_FLIGHT {
+            let batch = batches.try_recv().expect("queued");
+            assert!(pipeline.discarded(batch.number, 0));
+        }
     }
 
     #[test]
     fn once_the_run_loop_has_stopped_a_drain_does_not_wait_and_nothing_more_is_sent() {
         let (pipeline, mut batches) = Pipeline::new();
-        fetch(&pipeline, 0);
+        fetch(&pipeline, 0, 0);
         pipeline.send_in_hand();
         pipeline.loop_stopped();
         let started = Instant::now();
-        assert_eq!(pipeline.drain(Duration::from_secs(5)), Drained::LoopStopped);
+        assert_eq!(
+            pipeline.drain(&[0], Duration::from_secs(5)),
+            Drained::LoopStopped
+        );
         assert!(started.elapsed() < Duration::from_secs(1));
-        assert!(pipeline.discarded(1), "the unhandled batch is dropped");
-        fetch(&pipeline, 1);
+        assert!(pipeline.discarded(1, 0), "the unhandled batch is dropped");
+        fetch(&pipeline, 0, 1);
         pipeline.send_in_hand();
         assert_eq!(batches.try_recv().map(|batch| batch.number).ok(), Some(1));
         assert!(batches.try_recv().is_err(), "nothing sent after the stop");
@@ -458,14 +622,39 @@ mod tests {
         let (pipeline, mut batches) = Pipeline::new();
         pipeline.idle.store(true, Ordering::Release);
         assert!(pipeline.caught_up());
-        fetch(&pipeline, 0);
+        fetch(&pipeline, 0, 0);
         assert!(!pipeline.caught_up(), "a batch in hand");
         pipeline.send_in_hand();
         assert!(!pipeline.caught_up(), "a batch not handled yet");
         let batch = batches.try_recv().expect("sent");
         pipeline.settle(batch.number);
         assert!(pipeline.caught_up());
-        pipeline.idle.store(false, Ordering::Release);
-        assert!(!pipeline.caught_up(), "the fetcher is reading");
+        pipeline.rebalancing();
+        assert!(
+            !pipeline.caught_up(),
+            "a callback runs: the queue may fill meanwhile"
+        );
+    }
+
+    #[test]
+    fn a_stopped_fetcher_closes_the_channel_so_the_run_loop_cannot_wait_for_ever() {
+        let (pipeline, mut batches) = Pipeline::new();
+        // A broker that is not there: the fetcher only ever finds its queue empty.
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:9")
+            .set("group.id", "fetcher-test")
+            .create()
+            .expect("consumer");
+        pipeline
+            .start(Arc::new(consumer), 1024)
+            .expect("fetcher started");
+        pipeline.stop();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let closed = runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(2), batches.recv()).await });
+        assert!(matches!(closed, Ok(None)), "{closed:?}");
     }
 }

@@ -25,12 +25,18 @@
 //!   the next owner starts exactly there, with no replay. If the acknowledgements or the commit
 //!   do not come, nothing (or an older checkpoint) is committed, and the next owner replays and
 //!   rewrites those parts under the same keys.
-//! - Rebalances happen inside the fetcher's `poll` ([`crate::fetching`]), and each callback
+//! - Rebalances happen inside the fetcher's `poll` ([`crate::fetching`]), and a revocation
 //!   first waits until the run loop has handled every message fetched before it, so the book is
 //!   complete when a partition is taken away. If that takes longer than
-//!   [`crate::fetching::DRAIN_LIMIT`], the messages still waiting are dropped unhandled (not
-//!   counted, not committed: the next owner reads them) and the callback goes on. Lost
-//!   partitions (session expired) are not committed: another member may already own them.
+//!   [`crate::fetching::DRAIN_LIMIT`], the revoked partitions' messages still waiting are
+//!   dropped unhandled (not counted, not committed: their next owner reads them), those of the
+//!   partitions kept are handled as usual, and the callback goes on. Lost partitions (session
+//!   expired) are not committed: another member may already own them.
+//! - Commits leave in the order their offsets were decided: a checkpoint is built and handed to
+//!   librdkafka (which sends commits in order) under the book's lock, and a hand-over takes a
+//!   partition out of the book under the same lock before it commits, so a checkpoint decided
+//!   before a hand-over never lands after it and moves the offset back. A quiet checkpoint's
+//!   synchronous commit leaves out, before each attempt, the partitions handed over meanwhile.
 //! - **Not covered:** a tracker whose session expired while it kept running (a long pause)
 //!   does not know it lost its partitions until its next poll, and may still publish parts
 //!   meanwhile, or a part whose acknowledgement it stopped waiting for may land late. If the
@@ -245,6 +251,7 @@ impl ConsumerContext for TrackerContext {
         err: RDKafkaRespErr,
         partitions: &mut TopicPartitionList,
     ) {
+        self.pipeline.rebalancing();
         self.metrics.rebalances.inc();
         let cooperative = matches!(
             consumer.rebalance_protocol(),
@@ -288,15 +295,15 @@ impl ConsumerContext for TrackerContext {
                 self.readiness.set(true);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                // Lost partitions too: a lost partition may come straight back, and what was
-                // fetched of it before must not be counted into its new ownership.
-                report_drain(self.pipeline.drain(DRAIN_LIMIT), "revocation");
                 let lost = consumer.assignment_lost();
                 let revoked: Vec<i32> = partitions
                     .elements()
                     .iter()
                     .map(|element| element.partition())
                     .collect();
+                // Lost partitions too: a lost partition may come straight back, and what was
+                // fetched of it before must not be counted into its new ownership.
+                report_drain(self.pipeline.drain(&revoked, DRAIN_LIMIT), "revocation");
                 if lost {
                     warn!(
                         event = "partitions_lost",
@@ -385,19 +392,23 @@ impl ConsumerContext for TrackerContext {
 }
 
 /// Commits `commits` and waits for the outcome, retrying a failed commit until `limit` has
-/// passed (a commit refused during a rebalance succeeds once it is over). Blocking. The
-/// outcome is logged by `commit_callback` too.
+/// passed (a commit refused during a rebalance succeeds once it is over). Before each attempt
+/// it leaves out the partitions `book` no longer owns: a revocation may have handed them over
+/// (and committed further) meanwhile. Blocking. The outcome is logged by `commit_callback` too.
 pub fn commit_synchronously<C: Consumer<TrackerContext>>(
     consumer: &C,
+    book: &SharedBook,
     commits: &TopicPartitionList,
     limit: Duration,
 ) -> KafkaResult<()> {
-    if commits.count() == 0 {
-        return Ok(());
-    }
     let deadline = std::time::Instant::now() + limit;
     loop {
-        match consumer.commit(commits, CommitMode::Sync) {
+        let owned = book.lock().map(|book| book.owned()).unwrap_or_default();
+        let still_owned = only_partitions(commits, &owned)?;
+        if still_owned.count() == 0 {
+            return Ok(());
+        }
+        match consumer.commit(&still_owned, CommitMode::Sync) {
             Ok(()) => return Ok(()),
             Err(err) if std::time::Instant::now() + Duration::from_millis(200) >= deadline => {
                 return Err(err);
@@ -408,6 +419,23 @@ pub fn commit_synchronously<C: Consumer<TrackerContext>>(
             }
         }
     }
+}
+
+/// The entries of `commits` for `partitions`, with their offsets and metadata.
+fn only_partitions(
+    commits: &TopicPartitionList,
+    partitions: &[i32],
+) -> KafkaResult<TopicPartitionList> {
+    let mut kept = TopicPartitionList::new();
+    for element in commits.elements() {
+        if partitions.contains(&element.partition()) {
+            kept.add_partition_offset(element.topic(), element.partition(), element.offset())?;
+            if let Some(mut added) = kept.find_partition(element.topic(), element.partition()) {
+                added.set_metadata(element.metadata());
+            }
+        }
+    }
+    Ok(kept)
 }
 
 /// Commits a checkpoint without waiting; the outcome is logged by `commit_callback`.
@@ -487,8 +515,9 @@ fn off_the_runtime<T>(call: impl FnOnce() -> T) -> T {
 }
 
 /// Closes the consumer once this is the last handle to it (the fetcher lets go of its handle
-/// within one poll once stopped; a step that timed out may still hold one). librdkafka's close waits for the group to let the member go, which can be never while
-/// the coordinator is unreachable: the caller runs this on its own thread with a deadline.
+/// within one poll once stopped; a step that timed out may still hold one). librdkafka's close
+/// waits for the group to let the member go, which can be never while the coordinator is
+/// unreachable: the caller runs this on its own thread with a deadline.
 fn close(mut consumer: Arc<BaseConsumer<TrackerContext>>) {
     loop {
         match Arc::try_unwrap(consumer) {

@@ -215,7 +215,7 @@ impl Tracker {
                 *now = Utc::now();
                 // A rebalance that gave up waiting for this write has let the partition go:
                 // the next owner reads the message again (a second dead-letter copy at worst).
-                if !self.pipeline.discarded(batch) {
+                if !self.pipeline.discarded(batch, partition) {
                     self.count_in_window(counted, None, now);
                 }
                 Handled::Done
@@ -318,24 +318,32 @@ impl Tracker {
                 return false;
             }
         }
-        let commits = match self.book.lock().map(|mut book| book.checkpoints()) {
-            Ok(Ok(commits)) => commits,
-            Ok(Err(err)) => {
-                warn!(event = "commit_failed", error = %err, "cannot build the checkpoint");
-                return quiet.is_empty();
+        let commits = {
+            let Ok(mut book) = self.book.lock() else {
+                return false;
+            };
+            let commits = match book.checkpoints() {
+                Ok(commits) => commits,
+                Err(err) => {
+                    warn!(event = "commit_failed", error = %err, "cannot build the checkpoint");
+                    return quiet.is_empty();
+                }
+            };
+            if quiet.is_empty() {
+                // Handed to librdkafka under the book's lock, so that a hand-over's commit
+                // comes after it (see `group`'s header).
+                group::commit_checkpoint(consumer, &commits);
+                return true;
             }
-            Err(_) => return false,
+            commits
         };
-        if quiet.is_empty() {
-            group::commit_checkpoint(consumer, &commits);
-            return true;
-        }
         // On a thread of its own: librdkafka's synchronous commit has no deadline of its own.
         let committing = consumer.clone();
+        let book = self.book.clone();
         let outcome = on_own_thread(
             "quiet-commit",
             QUIET_COMMIT_LIMIT + Duration::from_millis(200),
-            move || group::commit_synchronously(&*committing, &commits, QUIET_COMMIT_LIMIT),
+            move || group::commit_synchronously(&*committing, &book, &commits, QUIET_COMMIT_LIMIT),
         )
         .await;
         match outcome {
@@ -523,8 +531,11 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
                 let mut now = Utc::now();
                 let mut handled = Handled::Done;
                 for fetched in batch.messages {
-                    if shutdown.is_requested() || pipeline.discarded(batch.number) {
+                    if shutdown.is_requested() {
                         break; // unhandled, so not in the book: the next owner reads it
+                    }
+                    if pipeline.discarded(batch.number, fetched.partition) {
+                        continue; // of a partition let go before it was handled
                     }
                     handled = tracker.handle(fetched, batch.number, &mut now, &mut shutdown).await;
                     if !matches!(handled, Handled::Done) {
