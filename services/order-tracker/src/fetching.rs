@@ -148,11 +148,11 @@ struct Settled {
     waiting: usize,
 }
 
-/// The messages of `partitions` (all of them for `None`) in batches up to `through`.
+/// The messages of `partitions` in batches up to `through`.
 #[derive(Debug)]
 struct Discard {
     through: u64,
-    partitions: Option<Vec<i32>>,
+    partitions: Vec<i32>,
 }
 
 /// How a drain ended.
@@ -388,7 +388,7 @@ impl Pipeline {
             discards.retain(|discard| discard.through > settled);
             discards.push(Discard {
                 through,
-                partitions: Some(partitions.to_vec()),
+                partitions: partitions.to_vec(),
             });
         }
         self.discard_through.fetch_max(through, Ordering::AcqRel);
@@ -402,13 +402,9 @@ impl Pipeline {
             return false;
         }
         self.discards.lock().map_or(true, |discards| {
-            discards.iter().any(|discard| {
-                number <= discard.through
-                    && discard
-                        .partitions
-                        .as_ref()
-                        .is_none_or(|partitions| partitions.contains(&partition))
-            })
+            discards
+                .iter()
+                .any(|discard| number <= discard.through && discard.partitions.contains(&partition))
         })
     }
 
