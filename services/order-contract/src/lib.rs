@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use uuid::Uuid;
 
+mod json_writer;
 mod known_fields;
 mod plain_form;
 #[cfg(feature = "samples")]
@@ -147,12 +148,11 @@ impl Order {
     }
 
     /// Writes the wire form into `buffer` (cleared first), so that a producer can reuse one
-    /// buffer for every order.
+    /// buffer for every order. The bytes are serde_json's for this `Order`, written without
+    /// it ([`json_writer`] says why).
     pub fn write_json(&self, buffer: &mut Vec<u8>) {
         buffer.clear();
-        // Serializing plain owned data with string keys into memory cannot fail.
-        serde_json::to_writer(buffer, self)
-            .unwrap_or_else(|_| unreachable!("an Order always serializes"));
+        json_writer::write(self, buffer);
     }
 
     /// The rules JSON types cannot express: positive quantities, non-negative prices, a total
