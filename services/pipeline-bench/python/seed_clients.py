@@ -11,7 +11,9 @@ store per message.
       Prints {"delivered", "failed", "payload_bytes", "elapsed_ms"} at the end.
   seed_clients.py consume --config JSON --topic T --count N [--latency]
       Prints {"event": "ready"} once it owns partitions, then {"count", "elapsed_ms",
-      "latencies_ms"}: first to last message, and per message now - CreateTime (--latency).
+      "created_ms", "latencies_ms"}: first to last message, and with --latency, per message in
+      the order handled, its CreateTime and now - CreateTime (parallel lists; the benchmark
+      leaves out the orders created during the producer's start-up).
 """
 
 import argparse
@@ -106,6 +108,7 @@ def consume(args, config):
     revenue = 0
     per_customer = defaultdict(int)
     per_item = defaultdict(int)
+    created = []
     latencies = []
     first = None
     announced = False
@@ -127,13 +130,20 @@ def consume(args, config):
         for item in order["items"]:
             per_item[item["sku"]] += item["quantity"]
         if args.latency:
-            latencies.append(int(time.time() * 1000) - msg.timestamp()[1])
+            created_at = msg.timestamp()[1]
+            created.append(created_at)
+            latencies.append(int(time.time() * 1000) - created_at)
         consumer.store_offsets(message=msg)
         orders += 1
     elapsed = time.monotonic() - first if first is not None else 0.0
     consumer.commit(asynchronous=False)
     consumer.close()
-    print(json.dumps({"count": orders, "elapsed_ms": elapsed * 1000.0, "latencies_ms": latencies}), flush=True)
+    print(json.dumps({
+        "count": orders,
+        "elapsed_ms": elapsed * 1000.0,
+        "created_ms": created,
+        "latencies_ms": latencies,
+    }), flush=True)
     return 0
 
 
