@@ -2,6 +2,7 @@
 
 use crate::process::{Finished, Measured, Running};
 use crate::report::{self, IntakeRow, LatencyRow, Series, ThroughputRow};
+use crate::startup::{self, LatencySample};
 use pipeline_tests::{TestBroker, binary_path, create_topics, free_port, unique_name};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -21,6 +22,9 @@ pub struct Options {
     pub backlog: u64,
     /// Seconds of each latency run.
     pub latency_secs: u64,
+    /// Seconds at the start of each latency run whose orders do not count towards its
+    /// percentiles (at most half the run; see [`crate::startup`]).
+    pub latency_warmup_secs: f64,
     /// Orders per second of the latency runs.
     pub latency_rate: f64,
     /// Orders posted to the HTTP intake per run (0: skip those rows).
@@ -65,7 +69,7 @@ type Result<T, E = String> = std::result::Result<T, E>;
 
 /// Every row's figures, for the report.
 struct Measurements {
-    producers: (BTreeMap<String, ThroughputRow>, Vec<String>),
+    producers: BTreeMap<String, ThroughputRow>,
     consumers: BTreeMap<String, ThroughputRow>,
     backlog: BTreeMap<String, ThroughputRow>,
     latency: BTreeMap<String, LatencyRow>,
@@ -143,7 +147,6 @@ fn load_average() -> String {
         .unwrap_or_default()
 }
 
-/// `count` orders over `elapsed`.
 /// Adds one run's rate, and its process's peak memory and CPU per order, to `row`.
 fn push_run(row: &mut ThroughputRow, count: u64, per_second: f64, finished: &Finished) {
     row.orders_per_sec.push(per_second);
@@ -152,6 +155,7 @@ fn push_run(row: &mut ThroughputRow, count: u64, per_second: f64, finished: &Fin
         .push(finished.cpu_secs * 1e6 / count as f64);
 }
 
+/// `count` orders over `elapsed`.
 fn rate(count: u64, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64().max(1e-9)
 }
@@ -301,13 +305,15 @@ impl Bench {
         Ok(finished)
     }
 
-    /// One flat-out producer run into a fresh topic; returns the topic.
+    /// One flat-out producer run into a fresh topic. Its headline rate is the steady rate
+    /// read from the topic's CreateTimes afterwards ([`startup::steady_rate`]); the rate over
+    /// the process's whole wall time is kept beside it.
     fn produce_once(
         &mut self,
         row: &'static str,
         count: u64,
         data: &mut BTreeMap<String, ThroughputRow>,
-    ) -> Result<String> {
+    ) -> Result<()> {
         let topic = self.new_topic();
         let running = match row {
             PRODUCER => self.spawn_producer(&topic, count, 0.0, false),
@@ -316,14 +322,32 @@ impl Bench {
             _ => self.spawn_python_producer(&topic, count, 0.0)?,
         };
         let finished = self.finish_producer(running, row, count)?;
-        Self::record(data, row, count, rate(count, finished.wall), &finished);
-        Ok(topic)
+        let created: Vec<i64> = create_times(&self.bootstrap(), &topic, count)?
+            .into_values()
+            .collect();
+        if created.len() as u64 != count {
+            return Err(format!(
+                "{row}: read back {} of {count} orders' CreateTimes",
+                created.len()
+            ));
+        }
+        let steady = startup::steady_rate(&created);
+        let whole_run = rate(count, finished.wall);
+        let entry = data.entry(row.to_string()).or_default();
+        push_run(entry, count, steady, &finished);
+        entry.whole_run_orders_per_sec.push(whole_run);
+        progress(&format!(
+            "{row}: steady {} orders/s ({} over the whole run), {:.0} MB",
+            report::thousands(steady),
+            report::thousands(whole_run),
+            finished.peak_rss_bytes as f64 / 1e6
+        ));
+        Ok(())
     }
 
-    fn producer_rounds(&mut self) -> Result<(BTreeMap<String, ThroughputRow>, Vec<String>)> {
+    fn producer_rounds(&mut self) -> Result<BTreeMap<String, ThroughputRow>> {
         let rows = [PRODUCER, PRODUCE_LOOP, PYTHON_PRODUCER, PRODUCER_LOGGING];
         let mut data = BTreeMap::new();
-        let mut service_topics = Vec::new();
         for round in 0..self.options.rounds {
             progress(&format!(
                 "producers, round {}/{}",
@@ -332,13 +356,10 @@ impl Bench {
             ));
             for i in 0..rows.len() {
                 let row = rows[(i + round) % rows.len()];
-                let topic = self.produce_once(row, self.options.orders, &mut data)?;
-                if row == PRODUCER {
-                    service_topics.push(topic);
-                }
+                self.produce_once(row, self.options.orders, &mut data)?;
             }
         }
-        Ok((data, service_topics))
+        Ok(data)
     }
 
     // ---------------------------------------------------------------- consumers
@@ -593,7 +614,8 @@ impl Bench {
         false
     }
 
-    fn latency_once(&mut self, pair: &'static str) -> Result<Vec<f64>> {
+    /// One latency run of `pair`: every order's CreateTime and latency, in the order handled.
+    fn latency_once(&mut self, pair: &'static str) -> Result<Vec<LatencySample>> {
         let rate = self.options.latency_rate;
         let count = (rate * self.options.latency_secs as f64).round().max(1.0) as u64;
         let topic = self.new_topic();
@@ -616,14 +638,14 @@ impl Bench {
                 tracker.terminate();
                 let finished = tracker.wait(Duration::from_secs(30))?;
                 let created = create_times(&self.bootstrap(), &topic, count)?;
-                let latencies = tracker_latencies(&finished.stdout, &created);
-                if latencies.len() as u64 != count {
+                let samples = tracker_latencies(&finished.stdout, &created);
+                if samples.len() as u64 != count {
                     return Err(format!(
                         "the tracker handled {} of {count} orders",
-                        latencies.len()
+                        samples.len()
                     ));
                 }
-                Ok(latencies)
+                Ok(samples)
             }
             _ => {
                 let mut consumer = if pair == LOOPS_PAIR {
@@ -649,25 +671,20 @@ impl Bench {
                 };
                 self.finish_producer(producer, row, count)?;
                 let (_, _, result) = self.consume_once(consumer, count)?;
-                Ok(result["latencies_ms"]
-                    .as_array()
-                    .map(|values| {
-                        values
-                            .iter()
-                            .filter_map(serde_json::Value::as_f64)
-                            .collect()
-                    })
-                    .unwrap_or_default())
+                consumer_latencies(&result).map_err(|err| format!("{pair}: {err}"))
             }
         }
     }
 
+    /// Each pair once per round; the percentiles leave out the orders created in the warm-up
+    /// (the producers' start-up stall), and the first order's latency is kept beside them.
     fn latency_rounds(&mut self) -> Result<BTreeMap<String, LatencyRow>> {
         let pairs = [SERVICES_PAIR, LOOPS_PAIR, PYTHON_PAIR];
         let mut data: BTreeMap<String, LatencyRow> = BTreeMap::new();
         if self.options.latency_secs == 0 {
             return Ok(data);
         }
+        let warmup_ms = self.latency_warmup_ms();
         for round in 0..self.options.rounds {
             progress(&format!(
                 "latency, round {}/{}",
@@ -676,18 +693,29 @@ impl Bench {
             ));
             for i in 0..pairs.len() {
                 let pair = pairs[(i + round) % pairs.len()];
-                let latencies = self.latency_once(pair)?;
+                let samples = self.latency_once(pair)?;
+                let counted = startup::latencies_after_warmup(&samples, warmup_ms);
                 let entry = data.entry(pair.to_string()).or_default();
                 let (p50, p99) = (
-                    report::percentile(&latencies, 50.0),
-                    report::percentile(&latencies, 99.0),
+                    report::percentile(&counted, 50.0),
+                    report::percentile(&counted, 99.0),
                 );
+                let first = startup::first_order_latency(&samples);
                 entry.p50_ms.push(p50);
                 entry.p99_ms.push(p99);
-                progress(&format!("{pair}: p50 {p50:.0} ms, p99 {p99:.0} ms"));
+                entry.first_order_ms.push(first);
+                progress(&format!(
+                    "{pair}: p50 {p50:.0} ms, p99 {p99:.0} ms over {} of {} orders, first order {first:.0} ms",
+                    counted.len(),
+                    samples.len()
+                ));
             }
         }
         Ok(data)
+    }
+
+    fn latency_warmup_ms(&self) -> i64 {
+        startup::latency_warmup_ms(self.options.latency_warmup_secs, self.options.latency_secs)
     }
 
     // ---------------------------------------------------------------- HTTP intake
@@ -809,17 +837,25 @@ impl Bench {
         );
         out.push_str(&report::throughput_table(
             "producing",
+            &format!(
+                "steady orders/s ({}th-{}th percentile CreateTimes)",
+                startup::STEADY_FROM_PERCENTILE,
+                startup::STEADY_TO_PERCENTILE
+            ),
+            true,
             &[
                 (PRODUCER, Some(PRODUCE_LOOP), Some(PYTHON_PRODUCER)),
                 (PRODUCER_LOGGING, Some(PRODUCE_LOOP), Some(PYTHON_PRODUCER)),
                 (PRODUCE_LOOP, None, Some(PYTHON_PRODUCER)),
                 (PYTHON_PRODUCER, None, None),
             ],
-            &producers.0,
+            producers,
         ));
         out.push('\n');
         out.push_str(&report::throughput_table(
             "consuming",
+            "orders/s",
+            false,
             &[
                 (TRACKER, Some(CONSUME_LOOP), Some(PYTHON_CONSUMER)),
                 (TRACKER_LOGGING, Some(CONSUME_LOOP), Some(PYTHON_CONSUMER)),
@@ -835,6 +871,8 @@ impl Bench {
                     "catching up a backlog of {} orders",
                     report::thousands(options.backlog as f64)
                 ),
+                "orders/s",
+                false,
                 &[
                     (BACKLOG_TRACKER, Some(BACKLOG_LOOP), None),
                     (BACKLOG_TRACKER_UNBOUNDED, Some(BACKLOG_LOOP), None),
@@ -858,6 +896,7 @@ impl Bench {
             out.push('\n');
             out.push_str(&report::latency_table(
                 options.latency_rate,
+                self.latency_warmup_ms(),
                 &[
                     (SERVICES_PAIR, Some(LOOPS_PAIR)),
                     (LOOPS_PAIR, None),
@@ -896,7 +935,9 @@ fn tail_of(text: &str) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
-/// Every message's CreateTime in `topic`, by (partition, offset).
+/// Every message's CreateTime in `topic`, by (partition, offset): read from the beginning of
+/// every partition until `expected` messages are in (or 60 s have passed). The producers' steady
+/// rates and the tracker's latencies both come from here.
 fn create_times(bootstrap: &str, topic: &str, expected: u64) -> Result<HashMap<(i32, i64), i64>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -929,8 +970,8 @@ fn create_times(bootstrap: &str, topic: &str, expected: u64) -> Result<HashMap<(
 }
 
 /// Latencies from the tracker's JSON log: each order line's timestamp minus its message's
-/// CreateTime (the line ends with `[topic/partition@offset]`).
-fn tracker_latencies(log: &str, created: &HashMap<(i32, i64), i64>) -> Vec<f64> {
+/// CreateTime (the line ends with `[topic/partition@offset]`), with that CreateTime.
+fn tracker_latencies(log: &str, created: &HashMap<(i32, i64), i64>) -> Vec<LatencySample> {
     log.lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|event| event["event"] == "order_tracked")
@@ -941,8 +982,73 @@ fn tracker_latencies(log: &str, created: &HashMap<(i32, i64), i64>) -> Vec<f64> 
             let source = message.rsplit_once('[')?.1.trim_end_matches(']');
             let (_, position) = source.rsplit_once('/')?;
             let (partition, offset) = position.split_once('@')?;
-            let created = created.get(&(partition.parse().ok()?, offset.parse().ok()?))?;
-            Some((handled.timestamp_micros() as f64 / 1000.0) - *created as f64)
+            let created_ms = *created.get(&(partition.parse().ok()?, offset.parse().ok()?))?;
+            Some(LatencySample {
+                created_ms,
+                latency_ms: (handled.timestamp_micros() as f64 / 1000.0) - created_ms as f64,
+            })
         })
         .collect()
+}
+
+/// The samples in a consume loop's or Python consumer's result line: `created_ms` and
+/// `latencies_ms`, parallel arrays, one entry per message.
+fn consumer_latencies(result: &serde_json::Value) -> Result<Vec<LatencySample>> {
+    let numbers = |key: &str| -> Result<Vec<f64>> {
+        result[key]
+            .as_array()
+            .ok_or_else(|| format!("no {key} in the consumer's result"))?
+            .iter()
+            .map(|value| value.as_f64().ok_or_else(|| format!("{key} holds {value}")))
+            .collect()
+    };
+    let (created, latencies) = (numbers("created_ms")?, numbers("latencies_ms")?);
+    if created.len() != latencies.len() {
+        return Err(format!(
+            "{} CreateTimes for {} latencies",
+            created.len(),
+            latencies.len()
+        ));
+    }
+    Ok(created
+        .into_iter()
+        .zip(latencies)
+        .map(|(created_ms, latency_ms)| LatencySample {
+            created_ms: created_ms as i64,
+            latency_ms,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consumers_result_pairs_each_create_time_with_its_latency() {
+        let result = serde_json::json!({
+            "count": 2, "created_ms": [1_000, 1_004], "latencies_ms": [550, 7],
+        });
+        assert_eq!(
+            consumer_latencies(&result),
+            Ok(vec![
+                LatencySample {
+                    created_ms: 1_000,
+                    latency_ms: 550.0
+                },
+                LatencySample {
+                    created_ms: 1_004,
+                    latency_ms: 7.0
+                },
+            ])
+        );
+    }
+
+    #[test]
+    fn a_consumers_result_without_matching_create_times_is_refused() {
+        let uneven = serde_json::json!({"created_ms": [1_000], "latencies_ms": [550, 7]});
+        assert!(consumer_latencies(&uneven).is_err());
+        let without = serde_json::json!({"latencies_ms": [550, 7]});
+        assert!(consumer_latencies(&without).is_err());
+    }
 }
