@@ -139,6 +139,23 @@ const fn string_end(word: u64) -> Option<u32> {
     }
 }
 
+/// Whether `text` holds no quote, backslash or control character: the plain form of a string,
+/// which JSON writes as it is ([`crate::json_writer`]) and the scanner reads as it is. Eight
+/// bytes at a time, the last word overlapping the one before it; byte by byte below eight.
+pub(crate) fn needs_no_escape(text: &[u8]) -> bool {
+    let plain = |at: usize| {
+        text.get(at..at + 8)
+            .and_then(|word| word.try_into().ok())
+            .is_some_and(|word| string_end(u64::from_le_bytes(word)).is_none())
+    };
+    if text.len() < 8 {
+        return !text
+            .iter()
+            .any(|byte| matches!(byte, b'"' | b'\\' | 0x00..=0x1f));
+    }
+    (0..text.len() / 8).all(|word| plain(word * 8)) && plain(text.len() - 8)
+}
+
 /// `a == b` for the short keys of an order, compared a word at a time (the last word overlaps
 /// the one before) rather than through a call to `memcmp` for each key tried.
 fn same_short_bytes(a: &[u8], b: &[u8]) -> bool {
@@ -450,6 +467,27 @@ mod tests {
                 assert!(!same_short_bytes(a, &b), "{n} bytes, byte {at} differs");
             }
         }
+    }
+
+    /// Every byte value at every position of texts up to 17 bytes long (two whole words and
+    /// every remainder), among plain bytes: `needs_no_escape` is the byte-by-byte rule.
+    #[test]
+    fn needs_no_escape_is_the_byte_by_byte_rule_for_every_byte_at_every_position() {
+        for length in 1..=17 {
+            for at in 0..length {
+                for byte in 0..=255u8 {
+                    let mut text = vec![b'a'; length];
+                    text[at] = byte;
+                    let by_byte = !matches!(byte, b'"' | b'\\' | 0x00..=0x1f);
+                    assert_eq!(
+                        needs_no_escape(&text),
+                        by_byte,
+                        "byte {byte:#04x} at {at} of {length}"
+                    );
+                }
+            }
+        }
+        assert!(needs_no_escape(b""));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 use crate::{DeliveryAddress, Order, OrderItem, SCHEMA_VERSION};
 use chrono::Utc;
+use compact_str::CompactString;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{RngExt, SeedableRng};
@@ -124,7 +125,7 @@ impl OrderGenerator {
             // unless a test fixes the seed) rather than `Uuid::new_v4`, which asks the kernel
             // for 16 random bytes with a system call per order.
             order_id: uuid::Builder::from_random_bytes(self.rng.random()).into_uuid(),
-            customer_id: compact_str::format_compact!("customer-{customer}"),
+            customer_id: numbered("customer-", customer as usize, ""),
             created_at: Utc::now(),
             restaurant: Some(
                 RESTAURANTS
@@ -146,14 +147,25 @@ fn address_of(customer: u32) -> DeliveryAddress {
     let index = customer as usize;
     let (postal_code, city) = CITIES[index % CITIES.len()];
     DeliveryAddress {
-        street: compact_str::format_compact!(
-            "{} {}",
-            1 + index % 97,
-            STREETS[index % STREETS.len()]
-        ),
+        street: numbered("", 1 + index % 97, STREETS[index % STREETS.len()]),
         postal_code: (*postal_code).into(),
         city: (*city).into(),
     }
+}
+
+/// `{before}{number} {after}` (no space without `after`), written without `format!`'s
+/// machinery: the generator makes two such strings per order.
+fn numbered(before: &str, number: usize, after: &str) -> CompactString {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(number);
+    let mut text = CompactString::with_capacity(before.len() + digits.len() + 1 + after.len());
+    text.push_str(before);
+    text.push_str(digits);
+    if !after.is_empty() {
+        text.push(' ');
+        text.push_str(after);
+    }
+    text
 }
 
 #[cfg(test)]
