@@ -349,6 +349,7 @@ async fn take_order(
     let note = DeliveryNote::of(order).with_reply(reply);
     match state
         .producer
+        .kafka()
         .send(order_record(&state.topic, order, &accepted.payload, note))
     {
         Ok(()) => {

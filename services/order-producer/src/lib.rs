@@ -18,14 +18,17 @@
 //!   timeout; whatever is still queued after it is purged, which reports it as failed. Nothing
 //!   is dropped unreported, and the final line says how many were delivered and failed.
 //!
-//! The librdkafka producer runs on its own polling thread (`ThreadedProducer`), so delivery
-//! reports never wait on the async runtime; the blocking `flush` runs on a blocking thread.
+//! Delivery reports never wait on the async runtime: a thread of the producer's own serves them,
+//! except while the generator runs flat out, when the generator's thread serves them itself
+//! between sends ([`delivery_reports`] says why). The blocking `flush` runs on a blocking thread.
 
 pub mod config;
+mod delivery_reports;
 pub mod intake;
 mod intake_request;
 
 use crate::config::ProducerConfig;
+use crate::delivery_reports::{Kafka, OrderProducer, OrderRecord};
 use crate::intake::{Intake, IntakeBindError};
 use order_contract::samples::OrderGenerator;
 use order_contract::{Money, Order, SCHEMA_VERSION, SCHEMA_VERSION_TEXT};
@@ -35,9 +38,7 @@ use prometheus_client::registry::Registry;
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{
-    BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
-};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig};
 use rdkafka::statistics::Statistics;
 use service_runtime::config::ConfigError;
 use service_runtime::health::{HealthBindError, HealthServer, Readiness};
@@ -48,7 +49,6 @@ use service_runtime::shutdown::Shutdown;
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::time::MissedTickBehavior;
 use tracing::{error, info, warn};
 
 /// Why the producer could not run at all.
@@ -58,6 +58,8 @@ pub enum ProducerError {
     Config(#[from] ConfigError),
     #[error("cannot create the Kafka producer: {0}")]
     Kafka(KafkaError),
+    #[error("cannot start the producer's delivery-report thread: {0}")]
+    ReportThread(std::io::Error),
     #[error(transparent)]
     Health(#[from] HealthBindError),
     #[error(transparent)]
@@ -234,8 +236,6 @@ pub struct RunSummary {
     pub failed: u64,
 }
 
-pub(crate) type OrderProducer = ThreadedProducer<OrderDeliveryContext>;
-
 /// Runs the producer until `ORDER_COUNT` orders are sent or `shutdown` fires, then flushes.
 ///
 /// Returns [`Outcome::PartlyFailed`] when a bounded run (`ORDER_COUNT`) had failed deliveries;
@@ -264,18 +264,17 @@ pub async fn run(config: ProducerConfig, shutdown: Shutdown) -> Result<Outcome, 
         intake_port = config.intake_port.map_or("off".to_string(), |p| p.to_string()),
         "order-producer starting"
     );
-    let producer: Arc<OrderProducer> = Arc::new(
-        config
-            .producer
-            .create_with_context(OrderDeliveryContext {
-                metrics: metrics.clone(),
-                errors: ErrorLog::default(),
-            })
-            .map_err(|err| match config.kafka.explain(err) {
-                Ok(config_error) => ProducerError::Config(config_error),
-                Err(err) => ProducerError::Kafka(err),
-            })?,
-    );
+    let kafka: Kafka = config
+        .producer
+        .create_with_context(OrderDeliveryContext {
+            metrics: metrics.clone(),
+            errors: ErrorLog::default(),
+        })
+        .map_err(|err| match config.kafka.explain(err) {
+            Ok(config_error) => ProducerError::Config(config_error),
+            Err(err) => ProducerError::Kafka(err),
+        })?;
+    let producer = Arc::new(OrderProducer::start(kafka).map_err(ProducerError::ReportThread)?);
 
     let readiness_task = tokio::spawn(watch_broker(
         producer.clone(),
@@ -292,7 +291,19 @@ pub async fn run(config: ProducerConfig, shutdown: Shutdown) -> Result<Outcome, 
     let intake = intake
         .map(|intake| intake.start(&config, producer.clone(), metrics.clone(), shutdown.clone()));
     if config.generate_orders {
-        produce_orders(&config, &producer, &metrics, shutdown).await;
+        let (config, producer, metrics) = (config.clone(), producer.clone(), metrics.clone());
+        let produced = tokio::task::spawn_blocking(move || {
+            generate_orders(&config, &producer, &metrics, &shutdown)
+        })
+        .await
+        .unwrap_or_else(|err| {
+            error!(event = "generation_failed", error = %err, "the order generator failed");
+            0
+        });
+        info!(
+            event = "generation_stopped",
+            produced, "stopped generating orders"
+        );
     }
     if let Some(intake) = intake {
         // After a bounded run (ORDER_COUNT) the intake stops now; otherwise it serves until
@@ -312,87 +323,127 @@ pub async fn run(config: ProducerConfig, shutdown: Shutdown) -> Result<Outcome, 
     }
 }
 
-/// The generation loop: one order per tick of the pacer until the count is reached or shutdown.
-async fn produce_orders(
+/// The generation loop, on a blocking thread of its own: one order at a time until the count
+/// is reached or shutdown is requested, paced by `ORDERS_PER_SECOND` or flat out. Flat out, this
+/// thread also serves the delivery reports, between sends, as the thinnest produce loop does
+/// ([`delivery_reports`] says why); paced, the producer's report thread serves them, so that
+/// nothing (an intake request above all) waits for the next order to be due. Returns how many
+/// orders were handed over.
+fn generate_orders(
     config: &ProducerConfig,
     producer: &OrderProducer,
     metrics: &ProducerMetrics,
-    mut shutdown: Shutdown,
-) {
+    shutdown: &Shutdown,
+) -> u64 {
+    match config.orders_per_second {
+        Some(rate) => generate(
+            config,
+            producer.kafka(),
+            Some(Duration::from_secs_f64(1.0 / rate)),
+            metrics,
+            shutdown,
+        ),
+        None => {
+            producer.serving_own_reports(|kafka| generate(config, kafka, None, metrics, shutdown))
+        }
+    }
+}
+
+/// [`generate_orders`]' loop: one order every `interval` (on a fixed schedule, so that a late
+/// order is followed by the next at once and the average rate stays exact), or flat out and
+/// serving the delivery reports for `None`.
+fn generate(
+    config: &ProducerConfig,
+    kafka: &Kafka,
+    interval: Option<Duration>,
+    metrics: &ProducerMetrics,
+    shutdown: &Shutdown,
+) -> u64 {
+    let serves_reports = interval.is_none();
     let mut generator = OrderGenerator::new(config.customer_count);
     let topic = config.common.orders_topic.as_str();
-    // Burst keeps the average rate exact when a tick is late (timer granularity is 1 ms, so
-    // rates above 1000/s rely on it).
-    let mut pacer = config.orders_per_second.map(|rate| {
-        let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-        interval.set_missed_tick_behavior(MissedTickBehavior::Burst);
-        interval
-    });
+    let started = Instant::now();
     let mut sent: u64 = 0;
     // One buffer for every order's JSON: librdkafka copies the payload when it is sent.
     let mut payload = Vec::with_capacity(1024);
-    loop {
-        if config.order_count.is_some_and(|count| sent >= count) || shutdown.is_requested() {
+    while config.order_count.is_none_or(|count| sent < count) && !shutdown.is_requested() {
+        if let Some(interval) = interval
+            && !sleep_until(started + interval.mul_f64(sent as f64), shutdown)
+        {
             break;
-        }
-        match pacer.as_mut() {
-            Some(interval) => {
-                tokio::select! {
-                    _ = shutdown.requested() => break,
-                    _ = interval.tick() => {}
-                }
-            }
-            // Flat out: still give other tasks (signals, health) a turn now and then.
-            None if sent.is_multiple_of(256) => tokio::task::yield_now().await,
-            None => {}
         }
         let order = generator.next_order();
         order.write_json(&mut payload);
-        if enqueue(producer, topic, &order, &payload, metrics, &mut shutdown).await {
-            sent += 1;
-        }
-    }
-    info!(
-        event = "generation_stopped",
-        produced = sent,
-        "stopped generating orders"
-    );
-}
-
-/// Hands one order, written as `payload`, to librdkafka, waiting while its queue is full.
-/// Returns whether it was queued; an order refused outright (e.g. too large for the broker) is
-/// logged and counted as failed, and one not queued because of shutdown is simply never
-/// produced.
-async fn enqueue(
-    producer: &OrderProducer,
-    topic: &str,
-    order: &Order,
-    payload: &[u8],
-    metrics: &ProducerMetrics,
-    shutdown: &mut Shutdown,
-) -> bool {
-    loop {
-        match producer.send(order_record(topic, order, payload, DeliveryNote::of(order))) {
-            Ok(()) => {
-                metrics.produced.inc();
-                return true;
-            }
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                // Back-pressure: librdkafka's queue is full because the broker is slow or away.
-                // Wait for deliveries to drain it, unless we are asked to stop.
-                tokio::select! {
-                    _ = shutdown.requested() => return false,
-                    _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+        let mut record = order_record(topic, &order, &payload, DeliveryNote::of(&order));
+        loop {
+            match kafka.send(record) {
+                Ok(()) => {
+                    metrics.produced.inc();
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // Back-pressure: librdkafka's queue is full because the broker is slow or
+                    // away. Wait for deliveries to drain it (serving them, if that is this
+                    // thread's job), unless we are asked to stop.
+                    if shutdown.is_requested() {
+                        return sent;
+                    }
+                    record = back;
+                    if serves_reports {
+                        kafka.poll(QUEUE_FULL_WAIT);
+                    } else {
+                        std::thread::sleep(QUEUE_FULL_WAIT);
+                    }
+                }
+                Err((err, _)) => {
+                    not_queued(&order, &err, metrics);
+                    break;
                 }
             }
-            Err((err, _)) => {
-                metrics.produced.inc();
-                metrics.failed.inc();
-                error!(event = "order_not_queued", order_id = %order.order_id, error = %err, "order {} could not be queued: {err}", order.order_id);
-                return true;
-            }
+        }
+        sent += 1;
+        if serves_reports && sent.is_multiple_of(SERVE_REPORTS_EVERY) {
+            kafka.poll(Duration::ZERO);
         }
     }
+    sent
+}
+
+/// Sleeps until `due`, looking for a shutdown request at least every [`SHUTDOWN_LOOK_EVERY`];
+/// `false` if one came first.
+fn sleep_until(due: Instant, shutdown: &Shutdown) -> bool {
+    loop {
+        let now = Instant::now();
+        if now >= due {
+            return true;
+        }
+        if shutdown.is_requested() {
+            return false;
+        }
+        std::thread::sleep((due - now).min(SHUTDOWN_LOOK_EVERY));
+    }
+}
+
+/// How often a paced generator waiting for its next order looks whether it is asked to stop.
+const SHUTDOWN_LOOK_EVERY: Duration = Duration::from_millis(50);
+
+/// How many orders a flat-out generator sends between two looks at the delivery reports. A
+/// look costs three clock reads and a lock even when nothing is waiting, and one report covers
+/// a whole batch of messages (hundreds running flat out), so looking after every send was about
+/// a twentieth of the generator's time; looking every 32 orders (about 0.1 ms) delays a report
+/// by no more than that.
+const SERVE_REPORTS_EVERY: u64 = 32;
+
+/// How long the generator waits for room when librdkafka's queue is full before it tries again
+/// (the thinnest produce loop waits the same).
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(10);
+
+/// An order librdkafka refused outright (e.g. too large for the broker): logged, and counted
+/// as produced and failed, since it will get no delivery report.
+fn not_queued(order: &Order, err: &KafkaError, metrics: &ProducerMetrics) {
+    metrics.produced.inc();
+    metrics.failed.inc();
+    error!(event = "order_not_queued", order_id = %order.order_id, error = %err, "order {} could not be queued: {err}", order.order_id);
 }
 
 /// The message for `order`, with `payload` as its value (the order's own JSON, or for a posted
@@ -403,7 +454,7 @@ fn order_record<'a>(
     order: &'a Order,
     payload: &'a [u8],
     note: Box<DeliveryNote>,
-) -> BaseRecord<'a, str, [u8], Box<DeliveryNote>> {
+) -> OrderRecord<'a> {
     // Every order sent has been validated, so its version is this build's: no text to format.
     let version = if order.schema_version == SCHEMA_VERSION {
         Cow::Borrowed(SCHEMA_VERSION_TEXT)
@@ -433,7 +484,7 @@ async fn flush(
     timeout: Duration,
 ) -> RunSummary {
     let started = Instant::now();
-    let in_flight = producer.in_flight_count();
+    let in_flight = producer.kafka().in_flight_count();
     info!(
         event = "flushing",
         in_flight,
@@ -441,14 +492,15 @@ async fn flush(
         "flushing the producer"
     );
     let drained = tokio::task::spawn_blocking(move || {
-        let result = flush_promptly(&*producer, timeout);
+        let kafka = producer.kafka();
+        let result = flush_promptly(kafka, timeout);
         if result.is_err() {
             // Anything still queued will never be delivered now: purge it so that its delivery
             // report (as failed) is emitted rather than lost silently with the producer.
-            producer.purge(PurgeConfig::default().queue().inflight());
-            let _ = flush_promptly(&*producer, Duration::from_secs(1));
+            kafka.purge(PurgeConfig::default().queue().inflight());
+            let _ = flush_promptly(kafka, Duration::from_secs(1));
         }
-        (result, producer.in_flight_count())
+        (result, kafka.in_flight_count())
     })
     .await;
     let summary = RunSummary {
@@ -496,6 +548,7 @@ async fn watch_broker(
         let probe_topic = topic.clone();
         let reachable = tokio::task::spawn_blocking(move || {
             producer
+                .kafka()
                 .client()
                 .fetch_metadata(Some(&probe_topic), Duration::from_secs(5))
                 .map(|metadata| {

@@ -9,9 +9,23 @@ use std::time::Duration;
 
 #[test]
 fn a_producer_stopped_mid_run_flushes_every_order_it_reported_as_sent() {
-    let pipeline = Pipeline::new(3);
     // Endless, fast enough that orders are in flight when the signal lands.
-    let mut producer = pipeline.producer().env("ORDERS_PER_SECOND", 500).spawn();
+    stopped_mid_run_flushes_every_order_it_reported_as_sent(500);
+}
+
+/// Flat out, the generator serves its own delivery reports and hands them back to the
+/// producer's report thread when it stops: the flush after SIGTERM must still see every one.
+#[test]
+fn a_producer_stopped_while_running_flat_out_flushes_every_order_it_reported_as_sent() {
+    stopped_mid_run_flushes_every_order_it_reported_as_sent(0);
+}
+
+fn stopped_mid_run_flushes_every_order_it_reported_as_sent(orders_per_second: u32) {
+    let pipeline = Pipeline::new(3);
+    let mut producer = pipeline
+        .producer()
+        .env("ORDERS_PER_SECOND", orders_per_second)
+        .spawn();
     assert!(
         producer.wait_until(Duration::from_secs(30), |e| deliveries(e).len() >= 200),
         "{}",
