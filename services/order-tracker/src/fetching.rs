@@ -140,6 +140,16 @@ pub struct Pipeline {
     stop: AtomicBool,
     /// The fetcher's last poll found librdkafka's queue empty.
     idle: AtomicBool,
+    /// What the run loop is done with, back to the fetcher ([`Pipeline::recycle`]).
+    returned: Mutex<Returned>,
+}
+
+/// Handed back by the run loop: emptied batches, to be filled again, and handled orders, to be
+/// freed on the fetcher's thread, which allocated them.
+#[derive(Debug, Default)]
+struct Returned {
+    batches: Vec<Vec<Fetched>>,
+    orders: Vec<Vec<Order>>,
 }
 
 #[derive(Debug, Default)]
@@ -183,6 +193,7 @@ impl Pipeline {
             loop_stopped: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             idle: AtomicBool::new(false),
+            returned: Mutex::new(Returned::default()),
         };
         (Arc::new(pipeline), receiver)
     }
@@ -253,6 +264,7 @@ impl Pipeline {
                 }
             }
             self.send_in_hand();
+            self.free_returned_orders();
         }
     }
 
@@ -284,10 +296,41 @@ impl Pipeline {
             return None;
         }
         let number = self.sent.fetch_add(1, Ordering::AcqRel) + 1;
-        Some((
-            number,
-            std::mem::replace(&mut *in_hand, Vec::with_capacity(BATCH)),
-        ))
+        let emptied = self
+            .returned
+            .lock()
+            .ok()
+            .and_then(|mut returned| returned.batches.pop());
+        let fresh = emptied.unwrap_or_else(|| Vec::with_capacity(BATCH));
+        Some((number, std::mem::replace(&mut *in_hand, fresh)))
+    }
+
+    /// Hands back what the run loop is done with: a batch it emptied, for the fetcher to fill
+    /// again, and the orders it handled, for the fetcher to free.
+    ///
+    /// Why: the fetcher allocates every order it decodes (and every batch). Freed on the run
+    /// loop's thread, glibc returns that memory to the fetcher's arena through its slow paths
+    /// (a locked arena, bins to sort) on both sides: catching up, a seventh of the run loop's
+    /// time went to `free` and a sixth of the fetcher's to `malloc`. Freed where they were
+    /// allocated, the memory is reused at once.
+    pub fn recycle(&self, emptied: Vec<Fetched>, orders: Vec<Order>) {
+        debug_assert!(emptied.is_empty());
+        if let Ok(mut returned) = self.returned.lock() {
+            // At most a few batches are in flight, so at most a few come back at a time; the
+            // fetcher frees the orders before it takes its next batch.
+            returned.batches.push(emptied);
+            returned.orders.push(orders);
+        }
+    }
+
+    /// Frees, on the fetcher's thread, the orders the run loop has handed back.
+    fn free_returned_orders(&self) {
+        let orders = self
+            .returned
+            .lock()
+            .map(|mut returned| std::mem::take(&mut returned.orders))
+            .unwrap_or_default();
+        drop(orders);
     }
 
     /// As [`Pipeline::send_in_hand`], but waiting for room only until `deadline`: `false` if
@@ -506,6 +549,45 @@ mod tests {
             .lock()
             .expect("in hand")
             .push(fetched(partition, offset));
+    }
+
+    /// What the run loop is done with goes back where it was allocated: the emptied batch is
+    /// the next one the fetcher fills, and the handled orders wait for the fetcher to free them.
+    #[test]
+    fn an_emptied_batch_is_filled_again_and_handled_orders_are_freed_by_the_fetcher() {
+        let (pipeline, mut batches) = Pipeline::new();
+        fetch(&pipeline, 0, 0);
+        pipeline.send_in_hand();
+        let mut batch = batches.try_recv().expect("a batch");
+        let handled: Vec<Order> = batch
+            .messages
+            .drain(..)
+            .filter_map(|fetched| fetched.decoded.ok())
+            .collect();
+        // Told apart from a fresh batch by its capacity (an address could be reused).
+        let mut emptied = batch.messages;
+        emptied.reserve_exact(BATCH + 7);
+        let emptied_capacity = emptied.capacity();
+        assert_ne!(emptied_capacity, BATCH);
+        pipeline.recycle(emptied, handled);
+
+        fetch(&pipeline, 0, 1);
+        pipeline.send_in_hand();
+        let in_hand = pipeline.in_hand.lock().expect("in hand").capacity();
+        assert_eq!(
+            in_hand, emptied_capacity,
+            "the emptied batch is the one filled next"
+        );
+        let returned = |pipeline: &Pipeline| {
+            let returned = pipeline.returned.lock().expect("returned");
+            (
+                returned.batches.len(),
+                returned.orders.iter().map(Vec::len).sum::<usize>(),
+            )
+        };
+        assert_eq!(returned(&pipeline), (0, 1));
+        pipeline.free_returned_orders();
+        assert_eq!(returned(&pipeline), (0, 0));
     }
 
     #[test]

@@ -152,6 +152,9 @@ struct Tracker {
     book: SharedBook,
     publisher: Arc<StatsPublisher>,
     pipeline: Arc<Pipeline>,
+    /// The orders of the batch being handled, once handled: they go back to the fetcher to be
+    /// freed there ([`Pipeline::recycle`] says why).
+    handled_orders: Vec<order_contract::Order>,
 }
 
 impl Tracker {
@@ -187,10 +190,11 @@ impl Tracker {
             Ok(order) => {
                 let verdict = self.handler.handle_order(order);
                 verdict.report(source, *now, &self.metrics);
-                if let Verdict::Track { order, .. } | Verdict::Duplicate { order } = &verdict {
+                if let Verdict::Track { order, .. } | Verdict::Duplicate { order } = verdict {
                     // Every valid order counts in its window, a redelivery too: the duplicate
                     // memory is per process, the window parts must not depend on it.
-                    self.count_in_window(counted, Some(order), now);
+                    self.count_in_window(counted, Some(&order), now);
+                    self.handled_orders.push(order);
                 }
                 return Handled::Done;
             }
@@ -495,6 +499,7 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
         book,
         publisher,
         pipeline: pipeline.clone(),
+        handled_orders: Vec::with_capacity(fetching::BATCH),
     };
     // The shutdown budget runs from the signal, not from the end of the loop: the loop may be
     // held up (a revocation callback waiting on an unreachable broker) before it sees it.
@@ -530,7 +535,8 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
                 // each (a batch is well under a millisecond; the ticks wait that long).
                 let mut now = Utc::now();
                 let mut handled = Handled::Done;
-                for fetched in batch.messages {
+                let mut messages = batch.messages;
+                for fetched in messages.drain(..) {
                     if shutdown.is_requested() {
                         break; // unhandled, so not in the book: the next owner reads it
                     }
@@ -543,6 +549,11 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
                     }
                 }
                 pipeline.settle(batch.number);
+                let handled_orders = std::mem::replace(
+                    &mut tracker.handled_orders,
+                    Vec::with_capacity(fetching::BATCH),
+                );
+                pipeline.recycle(messages, handled_orders);
                 match handled {
                     Handled::Done => {}
                     Handled::Abandoned => break,
