@@ -32,10 +32,15 @@ use crate::{DeliveryAddress, Order, OrderItem, SCHEMA_VERSION};
 use compact_str::CompactString;
 
 /// The order in `text`, if it is written in the plain form; `None` otherwise (which says
-/// nothing about whether it is valid).
-pub(crate) fn scan(text: &str) -> Option<Order> {
+/// nothing about whether it is valid). Its items go into `items` (empty).
+pub(crate) fn scan(text: &str, items: Vec<OrderItem>) -> Option<Order> {
     let bytes = text.as_bytes();
-    let mut scanner = Scanner { text, bytes, at: 0 };
+    let mut scanner = Scanner {
+        text,
+        bytes,
+        at: 0,
+        items: Some(items),
+    };
     let order = scanner.order()?;
     scanner.skip_whitespace();
     (scanner.at == bytes.len()).then_some(order)
@@ -110,6 +115,8 @@ struct Scanner<'a> {
     text: &'a str,
     bytes: &'a [u8],
     at: usize,
+    /// The list the order's items go into (taken by the first `items` array read).
+    items: Option<Vec<OrderItem>>,
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -286,10 +293,6 @@ impl<'a> Scanner<'a> {
             .map(|&(_, field)| field)
     }
 
-    fn compact_text(&mut self) -> Option<CompactString> {
-        self.text().map(CompactString::new)
-    }
-
     /// A non-negative integer of at most 18 digits (so it fits an `i64`), no leading zero.
     fn natural(&mut self) -> Option<i64> {
         self.skip_whitespace();
@@ -355,17 +358,15 @@ impl<'a> Scanner<'a> {
                 OrderField::OrderId => {
                     once(&mut order_id, parse_hyphenated_uuid(scanner.text()?)?)?
                 }
-                OrderField::CustomerId => once(&mut customer_id, scanner.compact_text()?)?,
+                OrderField::CustomerId => once(&mut customer_id, scanner.text()?)?,
                 OrderField::CreatedAt => once(&mut created_at, parse_rfc3339(scanner.text()?)?)?,
-                OrderField::Restaurant => {
-                    once(&mut restaurant, scanner.nullable(Self::compact_text)?)?
-                }
+                OrderField::Restaurant => once(&mut restaurant, scanner.nullable(Self::text)?)?,
                 OrderField::DeliveryAddress => {
                     once(&mut delivery_address, scanner.nullable(Self::address)?)?
                 }
                 OrderField::Items => once(&mut items, scanner.items()?)?,
                 OrderField::TotalCents => once(&mut total_cents, scanner.natural()?)?,
-                OrderField::Currency => once(&mut currency, scanner.compact_text()?)?,
+                OrderField::Currency => once(&mut currency, scanner.text()?)?,
             }
             Some(())
         })?;
@@ -375,13 +376,13 @@ impl<'a> Scanner<'a> {
         Some(Order {
             schema_version: SCHEMA_VERSION,
             order_id: order_id?,
-            customer_id: customer_id?,
+            customer_id: CompactString::new(customer_id?),
             created_at: created_at?,
-            restaurant: restaurant.flatten(),
+            restaurant: restaurant.flatten().map(CompactString::new),
             delivery_address: delivery_address.flatten(),
             items: items?,
             total_cents: total_cents?,
-            currency: currency?,
+            currency: CompactString::new(currency?),
         })
     }
 
@@ -391,21 +392,21 @@ impl<'a> Scanner<'a> {
         let mut city = None;
         self.object(ADDRESS_KEYS, |scanner, key| {
             match key {
-                AddressField::Street => once(&mut street, scanner.compact_text()?)?,
-                AddressField::PostalCode => once(&mut postal_code, scanner.compact_text()?)?,
-                AddressField::City => once(&mut city, scanner.compact_text()?)?,
+                AddressField::Street => once(&mut street, scanner.text()?)?,
+                AddressField::PostalCode => once(&mut postal_code, scanner.text()?)?,
+                AddressField::City => once(&mut city, scanner.text()?)?,
             }
             Some(())
         })?;
         Some(DeliveryAddress {
-            street: street?,
-            postal_code: postal_code?,
-            city: city?,
+            street: CompactString::new(street?),
+            postal_code: CompactString::new(postal_code?),
+            city: CompactString::new(city?),
         })
     }
 
     fn items(&mut self) -> Option<Vec<OrderItem>> {
-        let mut items = Vec::with_capacity(4);
+        let mut items = self.items.take().unwrap_or_default();
         self.eat(b'[')?;
         if self.peek()? == b']' {
             self.at += 1;
@@ -426,16 +427,16 @@ impl<'a> Scanner<'a> {
         let mut unit_price_cents = None;
         self.object(ITEM_KEYS, |scanner, key| {
             match key {
-                ItemField::Sku => once(&mut sku, scanner.compact_text()?)?,
-                ItemField::Name => once(&mut name, scanner.compact_text()?)?,
+                ItemField::Sku => once(&mut sku, scanner.text()?)?,
+                ItemField::Name => once(&mut name, scanner.text()?)?,
                 ItemField::Quantity => once(&mut quantity, scanner.natural()?)?,
                 ItemField::UnitPriceCents => once(&mut unit_price_cents, scanner.natural()?)?,
             }
             Some(())
         })?;
         Some(OrderItem {
-            sku: sku?,
-            name: name?,
+            sku: CompactString::new(sku?),
+            name: CompactString::new(name?),
             quantity: quantity?,
             unit_price_cents: unit_price_cents?,
         })
