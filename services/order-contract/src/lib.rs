@@ -124,7 +124,19 @@ impl Order {
     /// serde_json, straight into the order ([`known_fields`] says why that gives the same
     /// answer), and anything else (an unknown field, another version, any error) is judged by
     /// [`decode_carefully`], which gives every [`RejectReason`].
+    ///
+    /// A consumer decoding many orders can reuse their item lists with a [`Decoder`].
     pub fn decode(payload: Option<&[u8]>, max_bytes: usize) -> Result<Order, RejectReason> {
+        Self::decode_with_items(payload, max_bytes, Vec::new())
+    }
+
+    /// [`Order::decode`], with `items` (empty) as the order's item list when the scanner reads
+    /// it (the serde paths make their own).
+    fn decode_with_items(
+        payload: Option<&[u8]>,
+        max_bytes: usize,
+        items: Vec<OrderItem>,
+    ) -> Result<Order, RejectReason> {
         let bytes = match payload {
             None => return Err(RejectReason::Tombstone),
             Some([]) => return Err(RejectReason::Empty),
@@ -139,14 +151,52 @@ impl Order {
         let text = std::str::from_utf8(bytes).map_err(|err| RejectReason::InvalidUtf8 {
             valid_up_to: err.valid_up_to(),
         })?;
-        let order = match plain_form::scan(text) {
+        let order = match plain_form::scan(text, items) {
             Some(order) => order,
             None => decode_with_serde(text)?,
         };
         order.validate()?;
         Ok(order)
     }
+}
 
+/// Decodes orders one after another, as [`Order::decode`] does, reusing the item lists of the
+/// orders handed back to it ([`Decoder::recycle`]).
+///
+/// Why: an item list is the one allocation nearly every order needs (its text fits in place).
+/// A consumer that decodes on one thread and handles on another (the tracker's fetcher and run
+/// loop) hands each order back once handled; its list, emptied, holds the next order's items,
+/// so decoding allocates nothing and freeing happens where the memory was allocated.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    spare_item_lists: Vec<Vec<OrderItem>>,
+}
+
+impl Decoder {
+    /// Item lists kept for reuse, at most: a few batches' worth (about 1 MB).
+    pub const MAX_SPARE_ITEM_LISTS: usize = 4096;
+
+    /// [`Order::decode`], into a recycled item list if there is one.
+    pub fn decode(
+        &mut self,
+        payload: Option<&[u8]>,
+        max_bytes: usize,
+    ) -> Result<Order, RejectReason> {
+        let items = self.spare_item_lists.pop().unwrap_or_default();
+        Order::decode_with_items(payload, max_bytes, items)
+    }
+
+    /// Takes back an order its consumer is done with, keeping its item list (emptied) for a
+    /// later order; the rest of it is freed here.
+    pub fn recycle(&mut self, mut order: Order) {
+        if self.spare_item_lists.len() < Self::MAX_SPARE_ITEM_LISTS {
+            order.items.clear();
+            self.spare_item_lists.push(std::mem::take(&mut order.items));
+        }
+    }
+}
+
+impl Order {
     /// Writes the wire form into `buffer` (cleared first), so that a producer can reuse one
     /// buffer for every order. The bytes are serde_json's for this `Order`, written without
     /// it ([`json_writer`] says why).
@@ -841,6 +891,36 @@ mod tests {
     /// exactly what the serde paths alone answer, and every order the scanner returns is the
     /// one serde_json parses. Both sides are exercised: thousands of mutations stay in the
     /// plain form (about 3%), the rest leave it.
+    /// A decoder answers what `Order::decode` answers, whatever it was handed back before, and
+    /// a handed-back order's item list (emptied) holds the next order's items.
+    #[test]
+    fn a_decoder_reuses_handed_back_item_lists_and_answers_as_decode_does() {
+        let plain = decode_value(&valid_order_json()).expect("valid").to_json();
+        let pretty = serde_json::to_vec_pretty(&valid_order_json()).expect("JSON");
+        let mut decoder = Decoder::default();
+        // A list told apart from a fresh one by its capacity.
+        let mut handed_back = decode_value(&valid_order_json()).expect("valid");
+        handed_back.items.reserve_exact(37);
+        let capacity = handed_back.items.capacity();
+        decoder.recycle(handed_back);
+        let first = decoder.decode(Some(&plain), MAX).expect("valid");
+        assert_eq!(
+            first.items.capacity(),
+            capacity,
+            "the handed-back list was reused"
+        );
+        assert_eq!(Ok(first.clone()), Order::decode(Some(&plain), MAX));
+        decoder.recycle(first);
+        for payload in [&plain[..], &pretty, b"not json", &plain, b"{}"] {
+            assert_eq!(
+                decoder.decode(Some(payload), MAX),
+                Order::decode(Some(payload), MAX),
+                "{}",
+                String::from_utf8_lossy(payload)
+            );
+        }
+    }
+
     #[test]
     fn plain_form_and_serde_agree_on_every_mutation() {
         use rand::{RngExt, SeedableRng};
@@ -875,7 +955,7 @@ mod tests {
                 refused += 1;
                 continue;
             };
-            match plain_form::scan(text) {
+            match plain_form::scan(text, Vec::new()) {
                 Some(order) => {
                     let parsed = serde_json::from_str::<known_fields::KnownOrder>(text)
                         .map(Order::from)

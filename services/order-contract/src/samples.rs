@@ -191,7 +191,7 @@ mod tests {
             let order = generator.next_order();
             let json = String::from_utf8(order.to_json()).expect("JSON is UTF-8");
             assert_eq!(
-                crate::plain_form::scan(&json).as_ref(),
+                crate::plain_form::scan(&json, Vec::new()).as_ref(),
                 Some(&order),
                 "{json}"
             );
