@@ -154,13 +154,10 @@ impl Statistics {
             self.currency.replace_range(.., &order.currency);
         }
         for item in &order.items {
-            // Look up by `&str` first: a key is copied only the first time it is seen.
-            if !self.items.contains_key(item.sku.as_str()) {
-                self.items
-                    .insert(item.sku.to_string(), ItemTotals::default());
-            }
-            let Some(totals) = self.items.get_mut(item.sku.as_str()) else {
-                continue;
+            // Looked up by `&str`, once: a key is copied only the first time it is seen.
+            let totals = match self.items.get_mut(item.sku.as_str()) {
+                Some(totals) => totals,
+                None => self.items.entry(item.sku.to_string()).or_default(),
             };
             if totals.name.is_empty() {
                 totals.name.push_str(&item.name);
@@ -170,15 +167,16 @@ impl Statistics {
                 .revenue_cents
                 .saturating_add(item.line_total_cents().unwrap_or(i64::MAX));
         }
-        if !self.customers.contains_key(order.customer_id.as_str()) {
-            if self.customers.len() >= MAX_TRACKED_CUSTOMERS {
-                self.forget_least_active_customer();
+        let customer = match self.customers.get_mut(order.customer_id.as_str()) {
+            Some(customer) => customer,
+            None => {
+                if self.customers.len() >= MAX_TRACKED_CUSTOMERS {
+                    self.forget_least_active_customer();
+                }
+                self.customers
+                    .entry(order.customer_id.to_string())
+                    .or_default()
             }
-            self.customers
-                .insert(order.customer_id.to_string(), CustomerTotals::default());
-        }
-        let Some(customer) = self.customers.get_mut(order.customer_id.as_str()) else {
-            return;
         };
         customer.orders += 1;
         customer.revenue_cents = customer.revenue_cents.saturating_add(order.total_cents);

@@ -82,7 +82,11 @@ impl WindowRecord {
             part_end: end.as_str().to_string(),
             orders: part.orders,
             revenue_cents: part.revenue_cents.clone(),
-            items: part.items.clone(),
+            items: part
+                .items
+                .iter()
+                .map(|(sku, totals)| (sku.clone(), totals.clone()))
+                .collect(),
             closed_through: part.closed_through,
         }
     }
