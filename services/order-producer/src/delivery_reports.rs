@@ -37,7 +37,13 @@ pub(crate) type OrderRecord<'a> = BaseRecord<'a, str, [u8], Box<crate::DeliveryN
 
 /// How long one poll of the background thread waits for reports, and so how soon it notices a
 /// sender taking over or handing back, and the producer being dropped.
-pub(crate) const POLL_WAIT: Duration = Duration::from_millis(100);
+///
+/// Why the extra 20 microseconds: rdkafka's `poll` waits in whole milliseconds, rounding the
+/// time left *down*, and polls again without waiting until its deadline has passed. Asked for
+/// exactly 100 ms, librdkafka waited 99 and the last millisecond was spent polling in a loop:
+/// about 1% of a core for an idle producer. With the deadline a little past the 100 ms that
+/// librdkafka does wait, the wait's own wake-up lateness carries it past the deadline.
+pub(crate) const POLL_WAIT: Duration = Duration::from_micros(100_020);
 
 /// The orders producer with its background report thread; shared by the generator and the
 /// HTTP intake. Dropping it stops that thread (within [`POLL_WAIT`]).
