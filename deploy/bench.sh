@@ -8,7 +8,7 @@
 # from the CreateTimes between the 10th and 90th percentile of its run (the whole-run rate is
 # shown beside it), and latency percentiles leave out the orders created in a warm-up.
 #
-#   deploy/bench.sh                                  the full run (about 15 minutes on 2 cores)
+#   deploy/bench.sh                                  the full run (about 11 minutes on 2 cores)
 #   deploy/bench.sh --orders 2000 --rounds 1 --backlog 5000 --latency-secs 2 --intake-orders 500
 #                                                    a quick one
 #
