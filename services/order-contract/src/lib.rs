@@ -173,8 +173,14 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// Item lists kept for reuse, at most: a few batches' worth (about 1 MB).
+    /// Item lists kept for reuse, at most: more than a few batches' worth.
     pub const MAX_SPARE_ITEM_LISTS: usize = 4096;
+
+    /// The largest item list kept for reuse, in items (a kept list keeps its room): one of an
+    /// order with hundreds of items is freed instead, so that a burst of large orders cannot
+    /// leave thousands of large lists behind. With [`Decoder::MAX_SPARE_ITEM_LISTS`], the spare
+    /// lists hold at most 4 MB.
+    pub const MAX_SPARE_ITEMS: usize = 16;
 
     /// [`Order::decode`], into a recycled item list if there is one.
     pub fn decode(
@@ -187,9 +193,11 @@ impl Decoder {
     }
 
     /// Takes back an order its consumer is done with, keeping its item list (emptied) for a
-    /// later order; the rest of it is freed here.
+    /// later order unless it is large; the rest of it is freed here.
     pub fn recycle(&mut self, mut order: Order) {
-        if self.spare_item_lists.len() < Self::MAX_SPARE_ITEM_LISTS {
+        if self.spare_item_lists.len() < Self::MAX_SPARE_ITEM_LISTS
+            && order.items.capacity() <= Self::MAX_SPARE_ITEMS
+        {
             order.items.clear();
             self.spare_item_lists.push(std::mem::take(&mut order.items));
         }
@@ -886,13 +894,9 @@ mod tests {
         }
     }
 
-    /// The plain-form scanner may refuse anything, but whatever it accepts, serde_json reads as
-    /// the same order: over 100,000 mutations of orders in several forms, `decode` answers
-    /// exactly what the serde paths alone answer, and every order the scanner returns is the
-    /// one serde_json parses. Both sides are exercised: thousands of mutations stay in the
-    /// plain form (about 3%), the rest leave it.
     /// A decoder answers what `Order::decode` answers, whatever it was handed back before, and
-    /// a handed-back order's item list (emptied) holds the next order's items.
+    /// a handed-back order's item list (emptied) holds the next order's items, unless it is a
+    /// large one.
     #[test]
     fn a_decoder_reuses_handed_back_item_lists_and_answers_as_decode_does() {
         let plain = decode_value(&valid_order_json()).expect("valid").to_json();
@@ -900,8 +904,9 @@ mod tests {
         let mut decoder = Decoder::default();
         // A list told apart from a fresh one by its capacity.
         let mut handed_back = decode_value(&valid_order_json()).expect("valid");
-        handed_back.items.reserve_exact(37);
+        handed_back.items.reserve_exact(9);
         let capacity = handed_back.items.capacity();
+        assert!(capacity != 4 && capacity <= Decoder::MAX_SPARE_ITEMS);
         decoder.recycle(handed_back);
         let first = decoder.decode(Some(&plain), MAX).expect("valid");
         assert_eq!(
@@ -919,8 +924,19 @@ mod tests {
                 String::from_utf8_lossy(payload)
             );
         }
+        // A large list is not kept: the next order gets a list of its own size.
+        let mut large = decode_value(&valid_order_json()).expect("valid");
+        large.items.reserve_exact(1000);
+        decoder.recycle(large);
+        let next = decoder.decode(Some(&plain), MAX).expect("valid");
+        assert!(next.items.capacity() <= Decoder::MAX_SPARE_ITEMS);
     }
 
+    /// The plain-form scanner may refuse anything, but whatever it accepts, serde_json reads as
+    /// the same order: over 100,000 mutations of orders in several forms, `decode` answers
+    /// exactly what the serde paths alone answer, and every order the scanner returns is the
+    /// one serde_json parses. Both sides are exercised: thousands of mutations stay in the
+    /// plain form (about 3%), the rest leave it.
     #[test]
     fn plain_form_and_serde_agree_on_every_mutation() {
         use rand::{RngExt, SeedableRng};
