@@ -9,16 +9,25 @@ use service_runtime::config::{
 use service_runtime::kafka::{ClientSettings, KafkaSettings};
 use std::time::Duration;
 
-/// `None` means as fast as possible.
+/// `None` means as fast as possible. A rate is bounded so that one order's interval (1/rate)
+/// is a time the generator can wait for: from a microsecond to about 17 minutes.
 pub const ORDERS_PER_SECOND: Setting<Option<f64>> = Setting {
     name: "ORDERS_PER_SECOND",
     default: Some("5"),
-    accepts: "a number >= 0; fractions allowed (0.5 = one order every 2 s); 0 = as fast as possible",
+    accepts: "0 (as fast as possible) or a rate from 0.001 to 1000000 orders/s; fractions allowed (0.5 = one order every 2 s)",
     parse: |text| {
-        let rate = rule::within(text, 0.0, f64::MAX)?;
-        Some((rate > 0.0).then_some(rate))
+        let rate = rule::within(text, 0.0, MAX_RATE)?;
+        if rate == 0.0 {
+            Some(None)
+        } else {
+            (rate >= MIN_RATE).then_some(Some(rate))
+        }
     },
 };
+
+/// The slowest and the fastest paced rate, in orders per second (see [`ORDERS_PER_SECOND`]).
+const MIN_RATE: f64 = 0.001;
+const MAX_RATE: f64 = 1_000_000.0;
 
 pub const ORDER_COUNT: Setting<u64> = Setting {
     name: "ORDER_COUNT",
@@ -201,7 +210,27 @@ mod tests {
     fn a_rate_that_is_not_a_number_names_the_variable() {
         let err = error_for(&[("ORDERS_PER_SECOND", "fast")]);
         assert_eq!(err.variable(), "ORDERS_PER_SECOND");
-        assert!(err.to_string().contains("a number >= 0"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("0 (as fast as possible) or a rate"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_rate_too_slow_or_too_fast_to_pace_is_refused_and_the_bounds_are_accepted() {
+        for rate in ["0.0009", "1e-320", "1000001", "1e300"] {
+            assert_eq!(
+                error_for(&[("ORDERS_PER_SECOND", rate)]).variable(),
+                "ORDERS_PER_SECOND",
+                "{rate}"
+            );
+        }
+        for (rate, expected) in [("0.001", 0.001), ("1000000", 1_000_000.0)] {
+            let config =
+                ProducerConfig::from_vars(&vars(&[("ORDERS_PER_SECOND", rate)])).expect("accepted");
+            assert_eq!(config.orders_per_second, Some(expected));
+        }
     }
 
     #[test]

@@ -16,8 +16,9 @@
 //!   flush;
 //! - a sender that runs flat out calls [`OrderProducer::serving_own_reports`]: while it works
 //!   the background thread stands aside (it notices within one poll, [`POLL_WAIT`]), and the
-//!   sender polls after every send, as the thinnest loop does. Any report that arrives while it
-//!   works is served by it, the intake's too, so nobody waits for the background thread.
+//!   sender polls between sends (every few, see `SERVE_REPORTS_EVERY`), as the thinnest loop
+//!   does. Any report that arrives while it works is served by it, the intake's too, so nobody
+//!   waits for the background thread.
 //!
 //! Either way each report is served exactly once (librdkafka's queue hands each event to one
 //! poller), so the delivery guarantees in the crate header do not depend on who polls.
@@ -42,7 +43,9 @@ pub(crate) type OrderRecord<'a> = BaseRecord<'a, str, [u8], Box<crate::DeliveryN
 /// time left *down*, and polls again without waiting until its deadline has passed. Asked for
 /// exactly 100 ms, librdkafka waited 99 and the last millisecond was spent polling in a loop:
 /// about 1% of a core for an idle producer. With the deadline a little past the 100 ms that
-/// librdkafka does wait, the wait's own wake-up lateness carries it past the deadline.
+/// librdkafka does wait, the wait's own wake-up lateness carries it past the deadline. That
+/// holds for a wait that no event cuts short (an idle producer's); after a report the time
+/// left has a fraction of a millisecond again, which is still spent polling.
 pub(crate) const POLL_WAIT: Duration = Duration::from_micros(100_020);
 
 /// The orders producer with its background report thread; shared by the generator and the
@@ -92,7 +95,7 @@ impl OrderProducer {
     }
 
     /// Runs `work` on this thread while the background thread stands aside: `work` must poll
-    /// the producer it is given (after each send, and while it waits for room in the queue),
+    /// the producer it is given (between sends, and while it waits for room in the queue),
     /// since nobody else serves the reports meanwhile. Blocking; for a flat-out sender only.
     pub(crate) fn serving_own_reports<T>(&self, work: impl FnOnce(&Kafka) -> T) -> T {
         /// Hands the reports back even if `work` panics, so that a flush still sees them served.
