@@ -155,7 +155,7 @@ pub struct Pipeline {
 #[derive(Debug, Default)]
 struct Returned {
     batches: Vec<Vec<Fetched>>,
-    orders: Vec<Vec<Order>>,
+    orders: Vec<Order>,
 }
 
 #[derive(Debug, Default)]
@@ -230,6 +230,7 @@ impl Pipeline {
         let _close = CloseOnExit(self);
         // Reuses the item lists of the orders the run loop hands back.
         let mut decoder = Decoder::default();
+        let mut handed_back = Vec::new();
         while !self.stop.load(Ordering::Acquire) {
             // Waits for the first message of a batch, then takes those already waiting.
             let mut wait = POLL_WAIT;
@@ -272,7 +273,7 @@ impl Pipeline {
                 }
             }
             self.send_in_hand();
-            self.take_back_orders(&mut decoder);
+            self.take_back_orders(&mut handed_back, &mut decoder);
         }
     }
 
@@ -322,25 +323,29 @@ impl Pipeline {
     /// (a locked arena, bins to sort) on both sides: catching up, a seventh of the run loop's
     /// time went to `free` and a sixth of the fetcher's to `malloc`. Reused or freed where they
     /// were allocated, they cost next to nothing.
-    pub fn recycle(&self, emptied: Vec<Fetched>, orders: Vec<Order>) {
-        debug_assert!(emptied.is_empty());
+    ///
+    /// `orders` is emptied and keeps its room, for the next batch's orders: no list is
+    /// allocated on one thread and freed on the other either.
+    pub fn recycle(&self, mut emptied: Vec<Fetched>, orders: &mut Vec<Order>) {
+        // Empty already; a message left in it would be handed over a second time.
+        emptied.clear();
         if let Ok(mut returned) = self.returned.lock() {
             // At most a few batches are in flight, so at most a few come back at a time; the
-            // fetcher frees the orders before it takes its next batch.
+            // fetcher takes the orders back before it takes its next batch.
             returned.batches.push(emptied);
-            returned.orders.push(orders);
+            returned.orders.append(orders);
         }
     }
 
     /// Takes back, on the fetcher's thread, the orders the run loop has handed back: their item
     /// lists go to `decoder` for the next orders, the rest is freed here.
-    fn take_back_orders(&self, decoder: &mut Decoder) {
-        let handed_back = self
-            .returned
-            .lock()
-            .map(|mut returned| std::mem::take(&mut returned.orders))
-            .unwrap_or_default();
-        for order in handed_back.into_iter().flatten() {
+    /// `handed_back` is the fetcher's own list, empty, swapped with the shared one so that both
+    /// keep their room and the lock is held only for the swap.
+    fn take_back_orders(&self, handed_back: &mut Vec<Order>, decoder: &mut Decoder) {
+        if let Ok(mut returned) = self.returned.lock() {
+            std::mem::swap(&mut returned.orders, handed_back);
+        }
+        for order in handed_back.drain(..) {
             decoder.recycle(order);
         }
     }
@@ -578,14 +583,18 @@ mod tests {
             .filter_map(|fetched| fetched.decoded.ok())
             .collect();
         // Told apart from a fresh list by its capacity.
-        handled[0].items.reserve_exact(41);
+        handled[0].items.reserve_exact(9);
         let items_capacity = handled[0].items.capacity();
         // Told apart from a fresh batch by its capacity (an address could be reused).
         let mut emptied = batch.messages;
         emptied.reserve_exact(BATCH + 7);
         let emptied_capacity = emptied.capacity();
         assert_ne!(emptied_capacity, BATCH);
-        pipeline.recycle(emptied, handled);
+        pipeline.recycle(emptied, &mut handled);
+        assert!(
+            handled.is_empty(),
+            "the run loop's list is emptied, keeping its room"
+        );
 
         fetch(&pipeline, 0, 1);
         pipeline.send_in_hand();
@@ -596,14 +605,11 @@ mod tests {
         );
         let returned = |pipeline: &Pipeline| {
             let returned = pipeline.returned.lock().expect("returned");
-            (
-                returned.batches.len(),
-                returned.orders.iter().map(Vec::len).sum::<usize>(),
-            )
+            (returned.batches.len(), returned.orders.len())
         };
         assert_eq!(returned(&pipeline), (0, 1));
         let mut decoder = Decoder::default();
-        pipeline.take_back_orders(&mut decoder);
+        pipeline.take_back_orders(&mut Vec::new(), &mut decoder);
         assert_eq!(returned(&pipeline), (0, 0));
         let next = decoder
             .decode(Some(&handled_payload()), 64 * 1024)

@@ -549,11 +549,7 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
                     }
                 }
                 pipeline.settle(batch.number);
-                let handled_orders = std::mem::replace(
-                    &mut tracker.handled_orders,
-                    Vec::with_capacity(fetching::BATCH),
-                );
-                pipeline.recycle(messages, handled_orders);
+                pipeline.recycle(messages, &mut tracker.handled_orders);
                 match handled {
                     Handled::Done => {}
                     Handled::Abandoned => break,

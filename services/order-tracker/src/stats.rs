@@ -7,10 +7,10 @@
 //! active customer is forgotten first.
 
 use chrono::{DateTime, Utc};
-use hashbrown::HashTable;
+use hashbrown::{HashMap, HashTable};
 use lru::LruCache;
 use order_contract::{Money, Order};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::hash::BuildHasher;
 use std::num::NonZeroUsize;
@@ -25,7 +25,7 @@ use uuid::Uuid;
 /// seed keeps collisions unforeseeable to a producer (the DoS resistance hashbrown relies on by
 /// default, and what the `lru` caches below already use); it is not a cryptographic MAC, which
 /// nothing here needs. The maps are bounded besides (see the module header).
-type FastHash = foldhash::fast::RandomState;
+pub(crate) type FastHash = foldhash::fast::RandomState;
 
 /// Remembers the most recent order ids to recognise redeliveries: the last `capacity` ids seen
 /// for the first time, oldest forgotten first. Both parts are allocated once, at start, so
@@ -155,10 +155,7 @@ impl Statistics {
         }
         for item in &order.items {
             // Looked up by `&str`, once: a key is copied only the first time it is seen.
-            let totals = match self.items.get_mut(item.sku.as_str()) {
-                Some(totals) => totals,
-                None => self.items.entry(item.sku.to_string()).or_default(),
-            };
+            let totals = self.items.entry_ref(item.sku.as_str()).or_default();
             if totals.name.is_empty() {
                 totals.name.push_str(&item.name);
             }
@@ -167,17 +164,15 @@ impl Statistics {
                 .revenue_cents
                 .saturating_add(item.line_total_cents().unwrap_or(i64::MAX));
         }
-        let customer = match self.customers.get_mut(order.customer_id.as_str()) {
-            Some(customer) => customer,
-            None => {
-                if self.customers.len() >= MAX_TRACKED_CUSTOMERS {
-                    self.forget_least_active_customer();
-                }
-                self.customers
-                    .entry(order.customer_id.to_string())
-                    .or_default()
-            }
-        };
+        if self.customers.len() >= MAX_TRACKED_CUSTOMERS
+            && !self.customers.contains_key(order.customer_id.as_str())
+        {
+            self.forget_least_active_customer();
+        }
+        let customer = self
+            .customers
+            .entry_ref(order.customer_id.as_str())
+            .or_default();
         customer.orders += 1;
         customer.revenue_cents = customer.revenue_cents.saturating_add(order.total_cents);
     }

@@ -62,9 +62,10 @@
 //!   window's later orders twice (README, "Not covered").
 //! - **Money is never summed across currencies**: every total is per currency.
 
+use crate::stats::FastHash;
 use chrono::{DateTime, Duration as TimeDelta, Utc};
 use order_contract::Order;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// Window length, grace period for late orders, how far ahead of its message's timestamp an
 /// order may be dated and still move the watermark, and the offsets per part span.
@@ -142,7 +143,7 @@ pub struct Part {
     /// Per SKU. Hashed, not ordered: every order looks up each of its items here, and
     /// comparing SKUs along a tree's path took about a tenth of the run loop catching up. The
     /// stats record sorts them once, when the part is published.
-    pub items: HashMap<String, ItemTotals, foldhash::fast::RandomState>,
+    pub items: hashbrown::HashMap<String, ItemTotals, FastHash>,
     /// Set when the part ends: every window ending at or before this time was closed on this
     /// partition then (the watermark minus the grace period), so that a reader can tell a
     /// closed window from an open one whatever ended its last part here.
@@ -162,7 +163,7 @@ impl Part {
             watermark_before,
             orders: 0,
             revenue_cents: BTreeMap::new(),
-            items: HashMap::default(),
+            items: hashbrown::HashMap::default(),
             closed_through: None,
         }
     }
@@ -173,10 +174,7 @@ impl Part {
         add_cents(&mut self.revenue_cents, &order.currency, order.total_cents);
         for item in &order.items {
             // The SKU is copied only the first time this part sees it.
-            let totals = match self.items.get_mut(item.sku.as_str()) {
-                Some(totals) => totals,
-                None => self.items.entry(item.sku.to_string()).or_default(),
-            };
+            let totals = self.items.entry_ref(item.sku.as_str()).or_default();
             totals.quantity = totals.quantity.saturating_add(item.quantity);
             add_cents(
                 &mut totals.revenue_cents,
