@@ -10,7 +10,8 @@
 #
 #   deploy/bench.sh                                  the full run (about 11 minutes on 2 cores)
 #   deploy/bench.sh --orders 2000 --rounds 1 --backlog 5000 --latency-secs 2 --intake-orders 500
-#                                                    a quick one
+#                                                    a quick one (it checks that everything runs;
+#                                                    2,000 orders are too few for a steady rate)
 #
 # Flags (all optional): --orders N (orders per throughput run, 200000), --rounds R (interleaved
 # rounds, each figure is their median, 5), --backlog N (orders the tracker catches up in the

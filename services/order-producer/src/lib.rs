@@ -447,7 +447,7 @@ const SHUTDOWN_LOOK_EVERY: Duration = Duration::from_millis(50);
 /// orders is about 9,000 looks a second, far more than the batches acknowledged, and delays a
 /// report by about 0.1 ms; while the queue is full the generator serves every report that
 /// comes, waiting for room.
-const SERVE_REPORTS_EVERY: u64 = 32;
+pub const SERVE_REPORTS_EVERY: u64 = 32;
 
 /// How long the generator waits for room when librdkafka's queue is full before it tries again
 /// (the thinnest produce loop waits the same).

@@ -27,8 +27,14 @@ pub fn percentile(values: &[f64], p: f64) -> f64 {
         return f64::NAN;
     }
     sorted.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    sorted[percentile_index(sorted.len(), p)]
+}
+
+/// Where the `p`-th percentile (0..=100, nearest rank) is among `count` sorted values (at
+/// least one).
+pub fn percentile_index(count: usize, p: f64) -> usize {
+    let rank = ((p / 100.0) * count as f64).ceil() as usize;
+    rank.clamp(1, count) - 1
 }
 
 /// One row's figures, one entry per round.
@@ -143,8 +149,13 @@ pub fn thousands(value: f64) -> String {
 
 /// `value` with `decimals` decimals; `n/a` for NaN or infinity.
 fn fixed(value: f64, decimals: usize) -> String {
+    with_unit(value, decimals, "")
+}
+
+/// `value` with `decimals` decimals followed by `unit` (`1.02x`, `58%`), or `n/a` alone.
+fn with_unit(value: f64, decimals: usize, unit: &str) -> String {
     if value.is_finite() {
-        format!("{value:.decimals$}")
+        format!("{value:.decimals$}{unit}")
     } else {
         "n/a".into()
     }
@@ -179,12 +190,10 @@ pub fn throughput_table(
             |other: &Option<&str>, as_percent: bool| match other.and_then(|name| data.get(name)) {
                 Some(reference) => {
                     let ratio = row.orders_per_sec.ratio_to(&reference.orders_per_sec);
-                    if !ratio.is_finite() {
-                        "n/a".into()
-                    } else if as_percent {
-                        format!("{:.0}%", ratio * 100.0)
+                    if as_percent {
+                        with_unit(ratio * 100.0, 0, "%")
                     } else {
-                        format!("{ratio:.1}x")
+                        with_unit(ratio, 1, "x")
                     }
                 }
                 None => String::new(),
@@ -237,8 +246,8 @@ pub fn latency_table(
         };
         let (p50_ratio, p99_ratio) = match raw_label.and_then(|name| data.get(name)) {
             Some(raw) => (
-                format!("{}x", fixed(row.p50_ms.ratio_to(&raw.p50_ms), 2)),
-                format!("{}x", fixed(row.p99_ms.ratio_to(&raw.p99_ms), 2)),
+                with_unit(row.p50_ms.ratio_to(&raw.p50_ms), 2, "x"),
+                with_unit(row.p99_ms.ratio_to(&raw.p99_ms), 2, "x"),
             ),
             None => (String::new(), String::new()),
         };

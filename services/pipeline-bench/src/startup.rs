@@ -10,15 +10,19 @@
 //! - a producer's *steady rate* counts only the orders between the 10th and the 90th percentile
 //!   of its run's CreateTimes. Before the ProducerId arrives, the producer fills librdkafka's
 //!   bounded queue within milliseconds (about 11,000 orders fit the services' 6 MiB), then waits.
-//!   While it waits, nothing is created. So a run at least ten times longer than that burst has
-//!   both the burst and the stall in its first 10%. After the ProducerId, the full queue paces
-//!   the hand-overs to the deliveries. The last 10% leaves out the end of the run as well.
+//!   While it waits, nothing is created. So a run more than ten times longer than that burst has
+//!   both the burst and the stall in its first 10%. After the ProducerId, hand-overs go at the
+//!   producer's own pace, or at the deliveries' while the queue is full. The last 10% leaves
+//!   out the end of the run as well. A shorter run (CI's smoke run of 2,000 orders) is all
+//!   burst, and its steady rate means nothing.
 //! - a latency run counts only the orders created at least a warm-up after its first order;
 //!   the orders created during the stall wait for it, and they alone would be the p99. How long
 //!   the first order waited is reported beside it, so the start-up stays visible.
 //!
 //! These functions are pure, so that their tests can put a stall or a burst exactly where they
 //! want it.
+
+use crate::report::percentile_index;
 
 /// The percentile ranks of the CreateTimes between which a producer's steady rate is taken
 /// (the report's column header names them).
@@ -44,13 +48,9 @@ pub fn steady_rate(create_times_ms: &[i64]) -> f64 {
     }
     let mut sorted = create_times_ms.to_vec();
     sorted.sort_unstable();
-    let index_of = |percentile: f64| {
-        let rank = ((percentile / 100.0) * count as f64).ceil() as usize;
-        rank.clamp(1, count) - 1
-    };
     let (from, to) = (
-        index_of(STEADY_FROM_PERCENTILE),
-        index_of(STEADY_TO_PERCENTILE),
+        percentile_index(count, STEADY_FROM_PERCENTILE),
+        percentile_index(count, STEADY_TO_PERCENTILE),
     );
     let span_ms = sorted[to] - sorted[from];
     if span_ms <= 0 {

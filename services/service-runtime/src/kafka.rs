@@ -687,8 +687,9 @@ impl rdkafka::consumer::ConsumerContext for QuietContext {}
 /// How often [`flush_promptly`] looks whether everything was delivered.
 const FLUSH_CHECK_EVERY: Duration = Duration::from_millis(2);
 
-/// Flushes a producer that has a polling thread of its own (rdkafka's `ThreadedProducer`, and
-/// `FutureProducer` built on it): waits until nothing is in flight or `timeout` has passed,
+/// Flushes a producer whose delivery reports another thread serves meanwhile (rdkafka's
+/// `ThreadedProducer`, `FutureProducer` built on it, or the order producer's report thread once
+/// no sender stands it aside): waits until nothing is in flight or `timeout` has passed,
 /// looking every [`FLUSH_CHECK_EVERY`]. Blocking. What is still queued leaves as usual, within
 /// `linger.ms` (each look is a zero-timeout `rd_kafka_flush`, which bypasses the linger only
 /// for that instant).
