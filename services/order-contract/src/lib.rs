@@ -924,6 +924,15 @@ mod tests {
                 String::from_utf8_lossy(payload)
             );
         }
+        // At most so many lists are kept.
+        let mut hoarder = Decoder::default();
+        for _ in 0..Decoder::MAX_SPARE_ITEM_LISTS + 3 {
+            hoarder.recycle(decode_value(&valid_order_json()).expect("valid"));
+        }
+        assert_eq!(
+            hoarder.spare_item_lists.len(),
+            Decoder::MAX_SPARE_ITEM_LISTS
+        );
         // A large list is not kept: the next order gets a list of its own size.
         let mut large = decode_value(&valid_order_json()).expect("valid");
         large.items.reserve_exact(1000);

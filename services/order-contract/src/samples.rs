@@ -223,6 +223,24 @@ mod tests {
     }
 
     #[test]
+    fn customer_ids_and_streets_read_as_before_the_generator_stopped_using_format() {
+        assert_eq!(numbered("customer-", 42, ""), "customer-42");
+        assert_eq!(numbered("", 7, "rue de la Paix"), "7 rue de la Paix");
+        let order = OrderGenerator::seeded(300, 5).next_order();
+        let number = order.customer_id.strip_prefix("customer-").expect("prefix");
+        let customer: usize = number.parse().expect("a number");
+        let address = order.delivery_address.expect("an address");
+        assert_eq!(
+            address.street,
+            format!(
+                "{} {}",
+                1 + customer % 97,
+                STREETS[customer % STREETS.len()]
+            )
+        );
+    }
+
+    #[test]
     fn order_ids_are_unique() {
         let mut generator = OrderGenerator::seeded(10, 3);
         let ids: HashSet<uuid::Uuid> = (0..1000).map(|_| generator.next_order().order_id).collect();
