@@ -20,15 +20,14 @@
 //!
 //! Delivery reports never wait on the async runtime: a thread of the producer's own serves them,
 //! except while the generator runs flat out, when the generator's thread serves them itself
-//! between sends ([`delivery_reports`] says why). The blocking `flush` runs on a blocking thread.
+//! between sends (`service_runtime::delivery` says why). The blocking `flush` runs on a blocking
+//! thread.
 
 pub mod config;
-mod delivery_reports;
 pub mod intake;
 mod intake_request;
 
 use crate::config::ProducerConfig;
-use crate::delivery_reports::{Kafka, OrderProducer, OrderRecord};
 use crate::intake::{Intake, IntakeBindError};
 use order_contract::samples::OrderGenerator;
 use order_contract::{Money, Order, SCHEMA_VERSION, SCHEMA_VERSION_TEXT};
@@ -38,9 +37,12 @@ use prometheus_client::registry::Registry;
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig};
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig,
+};
 use rdkafka::statistics::Statistics;
 use service_runtime::config::ConfigError;
+use service_runtime::delivery::ServedProducer;
 use service_runtime::health::{HealthBindError, HealthServer, Readiness};
 use service_runtime::kafka::{ErrorLog, flush_promptly};
 use service_runtime::launch::Outcome;
@@ -66,11 +68,18 @@ pub enum ProducerError {
     Intake(#[from] IntakeBindError),
 }
 
-/// Where the broker put a message: (partition, offset).
-pub type Placement = (i32, i64);
+/// The Kafka producer of orders, as librdkafka builds it.
+pub(crate) type Kafka = BaseProducer<OrderDeliveryContext>;
 
-/// Receives one message's delivery report, for a sender that waits for it (the HTTP intake).
-pub type DeliveryReply = tokio::sync::oneshot::Sender<Result<Placement, KafkaError>>;
+/// The orders producer with its report thread; shared by the generator and the HTTP intake.
+pub(crate) type OrderProducer = ServedProducer<OrderDeliveryContext>;
+
+/// One message to send: an order's record with its delivery note.
+pub(crate) type OrderRecord<'a> = BaseRecord<'a, str, [u8], Box<DeliveryNote>>;
+
+/// Receives one message's delivery report, for a sender that waits for it (the HTTP intake):
+/// its partition and offset, or why it was not delivered.
+pub type DeliveryReply = service_runtime::delivery::Reply;
 
 /// What travels with each message to its delivery report.
 #[derive(Debug)]
@@ -274,7 +283,9 @@ pub async fn run(config: ProducerConfig, shutdown: Shutdown) -> Result<Outcome, 
             Ok(config_error) => ProducerError::Config(config_error),
             Err(err) => ProducerError::Kafka(err),
         })?;
-    let producer = Arc::new(OrderProducer::start(kafka).map_err(ProducerError::ReportThread)?);
+    let producer = Arc::new(
+        OrderProducer::start(kafka, "delivery-reports").map_err(ProducerError::ReportThread)?,
+    );
 
     let readiness_task = tokio::spawn(watch_broker(
         producer.clone(),
@@ -335,7 +346,7 @@ pub async fn run(config: ProducerConfig, shutdown: Shutdown) -> Result<Outcome, 
 /// The generation loop, on a blocking thread of its own: one order at a time until the count
 /// is reached or shutdown is requested, paced by `ORDERS_PER_SECOND` or flat out. Flat out, this
 /// thread also serves the delivery reports, every [`SERVE_REPORTS_EVERY`] sends, as the
-/// thinnest produce loop does ([`delivery_reports`] says why); paced, the producer's report
+/// thinnest produce loop does (`service_runtime::delivery` says why); paced, the producer's report
 /// thread serves them, so that nothing (an intake request above all) waits for the next order
 /// to be due (at very high paced rates the frees then cross threads again, as they did before
 /// for every rate). Returns how many orders were generated: queued, or refused outright by

@@ -21,8 +21,8 @@
 use order_contract::RejectReason;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use service_runtime::kafka::QuietContext;
+use rdkafka::producer::BaseRecord;
+use service_runtime::delivery::{Reply, ReplyContext, ServedProducer};
 use service_runtime::shutdown::Shutdown;
 use std::time::Duration;
 use tracing::{error, info, warn};
@@ -41,7 +41,7 @@ pub mod header {
 
 /// Writes rejected messages to the dead-letter topic.
 pub struct DeadLetterWriter {
-    producer: FutureProducer<QuietContext>,
+    producer: ServedProducer<ReplyContext>,
     topic: String,
     group_id: String,
 }
@@ -78,7 +78,7 @@ pub enum DeadLetterOutcome {
 }
 
 impl DeadLetterWriter {
-    pub fn new(producer: FutureProducer<QuietContext>, topic: String, group_id: String) -> Self {
+    pub fn new(producer: ServedProducer<ReplyContext>, topic: String, group_id: String) -> Self {
         DeadLetterWriter {
             producer,
             topic,
@@ -114,31 +114,39 @@ impl DeadLetterWriter {
                 return DeadLetterOutcome::GaveUp;
             }
             let headers = self.headers(message, reason, omit_value);
-            let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic).headers(headers);
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let mut record =
+                BaseRecord::<[u8], [u8], Box<Reply>>::with_opaque_to(&self.topic, Box::new(reply))
+                    .headers(headers);
             if let Some(key) = message.key() {
                 record = record.key(key);
             }
             if !omit_value && let Some(value) = message.payload() {
                 record = record.payload(value);
             }
-            let sent = tokio::select! {
-                _ = shutdown.requested() => return DeadLetterOutcome::Abandoned,
-                sent = tokio::time::timeout(ATTEMPT_TIMEOUT, self.producer.send(record, ATTEMPT_TIMEOUT)) => sent,
-            };
-            // An attempt with no answer within ATTEMPT_TIMEOUT counts as failed.
-            let sent = match sent {
-                Ok(Ok(delivery)) => Ok(delivery),
-                Ok(Err((err, _))) => Err(err),
-                Err(_elapsed) => Err(KafkaError::MessageProduction(
-                    RDKafkaErrorCode::MessageTimedOut,
-                )),
+            // Refused at once (the client's queue full, say), or answered by the delivery report;
+            // an attempt with no answer within ATTEMPT_TIMEOUT counts as failed.
+            let sent = match self.producer.kafka().send(record) {
+                Err((err, _)) => Err(err),
+                Ok(()) => {
+                    let answered = tokio::select! {
+                        _ = shutdown.requested() => return DeadLetterOutcome::Abandoned,
+                        answered = tokio::time::timeout(ATTEMPT_TIMEOUT, answer) => answered,
+                    };
+                    match answered {
+                        Ok(Ok(report)) => report,
+                        // The report is sent exactly once; a dropped sender means the producer
+                        // is gone, which only happens at shutdown.
+                        Ok(Err(_)) => Err(KafkaError::Canceled),
+                        Err(_elapsed) => Err(KafkaError::MessageProduction(
+                            RDKafkaErrorCode::MessageTimedOut,
+                        )),
+                    }
+                }
             };
             match sent {
-                Ok(delivery) => {
-                    return DeadLetterOutcome::Written {
-                        partition: delivery.partition,
-                        offset: delivery.offset,
-                    };
+                Ok((partition, offset)) => {
+                    return DeadLetterOutcome::Written { partition, offset };
                 }
                 Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge))
                     if !omit_value =>
@@ -213,7 +221,7 @@ impl DeadLetterWriter {
     /// (its source offset stays unstored, so the worst case is a second dead-letter copy).
     /// Returns whether everything was flushed.
     pub fn flush(&self, timeout: Duration) -> bool {
-        match service_runtime::kafka::flush_promptly(&self.producer, timeout) {
+        match service_runtime::kafka::flush_promptly(self.producer.kafka(), timeout) {
             Ok(()) => true,
             Err(err) => {
                 warn!(
@@ -225,5 +233,142 @@ impl DeadLetterWriter {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{OwnedMessage, Timestamp};
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::DefaultProducerContext;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+    const DLQ: &str = "orders.dlq";
+
+    fn writer(mock: &MockCluster<'_, DefaultProducerContext>) -> DeadLetterWriter {
+        let kafka = ClientConfig::new()
+            .set("bootstrap.servers", mock.bootstrap_servers())
+            .create_with_context(ReplyContext::default())
+            .expect("producer");
+        let producer = ServedProducer::start(kafka, "dlq-test").expect("report thread");
+        DeadLetterWriter::new(producer, DLQ.into(), "trackers".into())
+    }
+
+    fn poison() -> OwnedMessage {
+        OwnedMessage::new(
+            Some(b"not json".to_vec()),
+            Some(b"customer-1".to_vec()),
+            "orders".into(),
+            Timestamp::NotAvailable,
+            2,
+            41,
+            None,
+        )
+    }
+
+    /// The dead-letter topic's messages, from the start.
+    fn read_back(
+        mock: &MockCluster<'_, DefaultProducerContext>,
+        count: usize,
+    ) -> Vec<OwnedMessage> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", mock.bootstrap_servers())
+            .set("group.id", "reader")
+            .create()
+            .expect("consumer");
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(DLQ, 0, Offset::Beginning)
+            .expect("partition");
+        consumer.assign(&assignment).expect("assign");
+        let mut read = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while read.len() < count && std::time::Instant::now() < deadline {
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+                read.push(message.detach());
+            }
+        }
+        read
+    }
+
+    /// The broker refuses the first write for good (not a error librdkafka retries itself): the
+    /// writer hears it from the delivery report, waits, writes again, and reports where the copy
+    /// landed, with the reason and the source in its headers.
+    #[tokio::test]
+    async fn a_write_the_broker_refuses_is_written_again_and_acknowledged() {
+        let mock = MockCluster::new(1).expect("mock cluster");
+        mock.create_topic(DLQ, 1, 1).expect("topic");
+        let writer = writer(&mock);
+        mock.request_errors(
+            RDKafkaApiKey::Produce,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+        );
+        let (_trigger, mut shutdown) = service_runtime::shutdown::channel();
+        let outcome = writer
+            .write(
+                &poison(),
+                &RejectReason::NotJson {
+                    detail: "expected value".into(),
+                },
+                &mut shutdown,
+            )
+            .await;
+        assert_eq!(
+            outcome,
+            DeadLetterOutcome::Written {
+                partition: 0,
+                offset: 0
+            }
+        );
+        let copy = &read_back(&mock, 1)[0];
+        assert_eq!(copy.payload(), Some(&b"not json"[..]));
+        let headers = copy.headers().expect("headers");
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|header| header.key == name)
+                .and_then(|header| header.value)
+                .map(|value| String::from_utf8_lossy(value).into_owned())
+        };
+        assert_eq!(header(header::SOURCE_OFFSET).as_deref(), Some("41"));
+        assert_eq!(header(header::REASON).as_deref(), Some("not-json"));
+    }
+
+    /// The one permanent failure: a message too large for the dead-letter topic is written again
+    /// without its value, and says so.
+    #[tokio::test]
+    async fn a_message_too_large_for_the_dead_letter_topic_is_written_without_its_value() {
+        let mock = MockCluster::new(1).expect("mock cluster");
+        mock.create_topic(DLQ, 1, 1).expect("topic");
+        let writer = writer(&mock);
+        mock.request_errors(
+            RDKafkaApiKey::Produce,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
+        );
+        let (_trigger, mut shutdown) = service_runtime::shutdown::channel();
+        let outcome = writer
+            .write(
+                &poison(),
+                &RejectReason::NotJson {
+                    detail: "expected value".into(),
+                },
+                &mut shutdown,
+            )
+            .await;
+        assert!(
+            matches!(outcome, DeadLetterOutcome::Written { .. }),
+            "{outcome:?}"
+        );
+        let copy = &read_back(&mock, 1)[0];
+        assert_eq!(copy.payload(), None);
+        assert!(
+            copy.headers()
+                .expect("headers")
+                .iter()
+                .any(|header| header.key == header::VALUE_OMITTED)
+        );
     }
 }

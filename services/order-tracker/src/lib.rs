@@ -86,11 +86,10 @@ use futures::FutureExt as _;
 use prometheus_client::registry::Registry;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use service_runtime::config::ConfigError;
+use service_runtime::delivery::{ReplyContext, ServedProducer};
 use service_runtime::health::{HealthBindError, HealthServer, Readiness};
-use service_runtime::kafka::QuietContext;
 use service_runtime::launch::Outcome;
 use service_runtime::shutdown::Shutdown;
 use std::sync::Arc;
@@ -111,6 +110,8 @@ pub enum TrackerError {
     Health(#[from] HealthBindError),
     #[error("cannot start the fetcher thread: {0}")]
     Fetcher(std::io::Error),
+    #[error("cannot start a producer's delivery-report thread: {0}")]
+    ReportThread(std::io::Error),
 }
 
 /// What became of one message in the Kafka layer.
@@ -403,10 +404,14 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
     };
     let topic = config.common.orders_topic.clone();
     let book = Book::new(topic.clone(), config.windows).shared();
-    let stats_producer: ThreadedProducer<StatsAcks> = config
-        .window_stats_producer
-        .create_with_context(StatsAcks::default())
-        .map_err(explain)?;
+    let stats_producer = ServedProducer::start(
+        config
+            .window_stats_producer
+            .create_with_context(StatsAcks::default())
+            .map_err(explain)?,
+        "stats-reports",
+    )
+    .map_err(TrackerError::ReportThread)?;
     let publisher = Arc::new(StatsPublisher::new(
         stats_producer,
         config.window_stats_topic.clone(),
@@ -426,10 +431,14 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
         ))
         .map(Arc::new)
         .map_err(explain)?;
-    let dead_letter_producer: FutureProducer<QuietContext> = config
-        .dead_letter_producer
-        .create_with_context(QuietContext::default())
-        .map_err(explain)?;
+    let dead_letter_producer = ServedProducer::start(
+        config
+            .dead_letter_producer
+            .create_with_context(ReplyContext::default())
+            .map_err(explain)?,
+        "dlq-reports",
+    )
+    .map_err(TrackerError::ReportThread)?;
 
     info!(
         event = "starting",

@@ -20,10 +20,11 @@ use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
+use service_runtime::delivery::ServedProducer;
 use service_runtime::kafka::{ClientSettings, ErrorLog};
 use std::collections::BTreeMap;
 use std::sync::{Condvar, Mutex};
@@ -183,7 +184,7 @@ impl ProducerContext for StatsAcks {
 
 /// Publishes window parts to the stats topic.
 pub struct StatsPublisher {
-    producer: ThreadedProducer<StatsAcks>,
+    producer: ServedProducer<StatsAcks>,
     topic: String,
     group: String,
     orders_topic: String,
@@ -199,7 +200,7 @@ impl std::fmt::Debug for StatsPublisher {
 
 impl StatsPublisher {
     pub fn new(
-        producer: ThreadedProducer<StatsAcks>,
+        producer: ServedProducer<StatsAcks>,
         topic: String,
         group: String,
         orders_topic: String,
@@ -238,7 +239,7 @@ impl StatsPublisher {
         let mut attempts = 0;
         let mut outgoing = BaseRecord::to(&self.topic).key(&key).payload(&payload);
         loop {
-            match self.producer.send(outgoing) {
+            match self.producer.kafka().send(outgoing) {
                 Ok(()) => break,
                 // The queue is full of other parts: wait for room, briefly.
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), record))
@@ -293,7 +294,7 @@ impl StatsPublisher {
     }
 
     fn count(&self, change: impl FnOnce(&mut AckCounts)) {
-        let acks = self.producer.context();
+        let acks = self.producer.kafka().context();
         if let Ok(mut counts) = acks.counts.lock() {
             change(&mut counts);
         }
@@ -303,7 +304,7 @@ impl StatsPublisher {
     /// Waits up to `limit` for every record sent so far to be acknowledged. Blocking: call it
     /// off the async runtime or where blocking is intended (the rebalance callback).
     pub fn wait_acked(&self, limit: Duration) -> Acked {
-        let acks = self.producer.context();
+        let acks = self.producer.kafka().context();
         let deadline = Instant::now() + limit;
         let Ok(mut counts) = acks.counts.lock() else {
             return Acked::Failed(0);
@@ -333,7 +334,7 @@ impl StatsPublisher {
 
     /// Flushes what is queued, within `limit`. Blocking.
     pub fn flush(&self, limit: Duration) -> bool {
-        service_runtime::kafka::flush_promptly(&self.producer, limit).is_ok()
+        service_runtime::kafka::flush_promptly(self.producer.kafka(), limit).is_ok()
     }
 }
 

@@ -666,7 +666,7 @@ impl ErrorLog {
 }
 
 /// A client context that only throttles error logs, for clients with no callbacks of their own
-/// (the admin client, the dead-letter producer).
+/// (the admin client).
 #[derive(Debug, Default)]
 pub struct QuietContext {
     errors: ErrorLog,

@@ -5,6 +5,8 @@
 //!   variable and what it accepts.
 //! - [`kafka`]: the one place where librdkafka settings are decided, so the services cannot
 //!   drift apart on delivery guarantees.
+//! - [`delivery`]: producers whose delivery reports a thread of ours serves (no idle spin, and
+//!   a flat-out sender may serve its own).
 //! - [`telemetry`]: `tracing` set-up (readable or JSON, `RUST_LOG` filtered).
 //! - [`shutdown`]: SIGTERM/SIGINT turned into a value that running work can wait on.
 //! - [`launch`]: the whole of a thin `main`: subcommands, config, logs, signals, exit code.
@@ -14,6 +16,7 @@
 //!   histogram buckets.
 
 pub mod config;
+pub mod delivery;
 pub mod health;
 pub mod kafka;
 pub mod launch;
