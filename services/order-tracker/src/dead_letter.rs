@@ -294,28 +294,29 @@ mod tests {
         read
     }
 
-    /// The broker refuses the first write for good (not a error librdkafka retries itself): the
-    /// writer hears it from the delivery report, waits, writes again, and reports where the copy
-    /// landed, with the reason and the source in its headers.
-    #[tokio::test]
-    async fn a_write_the_broker_refuses_is_written_again_and_acknowledged() {
+    /// Dead-letters a poison message while the broker refuses the first produce request with
+    /// `refusal`: what the writer answered, and the copy read back from the dead-letter topic.
+    async fn write_after(refusal: RDKafkaRespErr) -> (DeadLetterOutcome, OwnedMessage) {
         let mock = MockCluster::new(1).expect("mock cluster");
         mock.create_topic(DLQ, 1, 1).expect("topic");
         let writer = writer(&mock);
-        mock.request_errors(
-            RDKafkaApiKey::Produce,
-            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
-        );
+        mock.request_errors(RDKafkaApiKey::Produce, &[refusal]);
         let (_trigger, mut shutdown) = service_runtime::shutdown::channel();
-        let outcome = writer
-            .write(
-                &poison(),
-                &RejectReason::NotJson {
-                    detail: "expected value".into(),
-                },
-                &mut shutdown,
-            )
-            .await;
+        let reason = RejectReason::NotJson {
+            detail: "expected value".into(),
+        };
+        let outcome = writer.write(&poison(), &reason, &mut shutdown).await;
+        let copy = read_back(&mock, 1).into_iter().next().expect("a copy");
+        (outcome, copy)
+    }
+
+    /// The broker refuses the first write for good (not an error librdkafka retries itself):
+    /// the writer hears it from the delivery report, waits, writes again, and reports where the
+    /// copy landed, with the reason and the source in its headers.
+    #[tokio::test]
+    async fn a_write_the_broker_refuses_is_written_again_and_acknowledged() {
+        let (outcome, copy) =
+            write_after(RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED).await;
         assert_eq!(
             outcome,
             DeadLetterOutcome::Written {
@@ -323,7 +324,6 @@ mod tests {
                 offset: 0
             }
         );
-        let copy = &read_back(&mock, 1)[0];
         assert_eq!(copy.payload(), Some(&b"not json"[..]));
         let headers = copy.headers().expect("headers");
         let header = |name: &str| {
@@ -341,28 +341,12 @@ mod tests {
     /// without its value, and says so.
     #[tokio::test]
     async fn a_message_too_large_for_the_dead_letter_topic_is_written_without_its_value() {
-        let mock = MockCluster::new(1).expect("mock cluster");
-        mock.create_topic(DLQ, 1, 1).expect("topic");
-        let writer = writer(&mock);
-        mock.request_errors(
-            RDKafkaApiKey::Produce,
-            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
-        );
-        let (_trigger, mut shutdown) = service_runtime::shutdown::channel();
-        let outcome = writer
-            .write(
-                &poison(),
-                &RejectReason::NotJson {
-                    detail: "expected value".into(),
-                },
-                &mut shutdown,
-            )
-            .await;
+        let (outcome, copy) =
+            write_after(RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE).await;
         assert!(
             matches!(outcome, DeadLetterOutcome::Written { .. }),
             "{outcome:?}"
         );
-        let copy = &read_back(&mock, 1)[0];
         assert_eq!(copy.payload(), None);
         assert!(
             copy.headers()
