@@ -153,8 +153,9 @@ struct Tracker {
     book: SharedBook,
     publisher: Arc<StatsPublisher>,
     pipeline: Arc<Pipeline>,
-    /// The orders of the batch being handled, once handled: they go back to the fetcher to be
-    /// freed there ([`Pipeline::recycle`] says why).
+    /// The orders of the batch being handled, once handled: they go back to the fetcher, which
+    /// decodes the next orders into their item lists and frees the rest ([`Pipeline::recycle`]
+    /// says why).
     handled_orders: Vec<order_contract::Order>,
 }
 
