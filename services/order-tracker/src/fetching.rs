@@ -26,6 +26,14 @@
 //! would let a later commit of the same partition pass them. The same holds once the run loop
 //! has stopped: the drain does not wait, and nothing more is handled anyway.
 //!
+//! After a revocation, librdkafka may still return messages of the revoked partitions that it
+//! had fetched before (catching up on tansu, a tracker got over a thousand of them within two
+//! seconds, and handled each a second time after its next owner). So the fetcher drops any
+//! message of a partition this tracker does not own, as the callbacks last left the assignment
+//! ([`Pipeline::set_owned`]): unhandled and never stored, its next owner reads it. The callbacks
+//! run inside the fetcher's `poll`, so a message polled after a revocation is always judged
+//! by the assignment that revocation left.
+//!
 //! While a callback runs the fetcher does not poll, so the queue may fill behind it: the
 //! callback clears the "caught up" mark first ([`Pipeline::rebalancing`]), and the quiet-partition
 //! rule (see `Book::tick`) waits for the next poll that finds the queue empty.
@@ -148,6 +156,19 @@ pub struct Pipeline {
     idle: AtomicBool,
     /// What the run loop is done with, back to the fetcher ([`Pipeline::recycle`]).
     returned: Mutex<Returned>,
+    /// The partitions this tracker owns, as the rebalance callbacks last left them, and a
+    /// version that changes with them (so that the fetcher reads the list only then).
+    owned: Mutex<Vec<i32>>,
+    owned_version: AtomicU64,
+}
+
+/// The fetcher's copy of [`Pipeline::owned`].
+#[derive(Debug, Default)]
+struct OwnedCopy {
+    version: u64,
+    partitions: Vec<i32>,
+    /// Whether a dropped message was logged since the assignment last changed.
+    reported: bool,
 }
 
 /// Handed back by the run loop: emptied batches, to be filled again, and handled orders, to be
@@ -200,6 +221,8 @@ impl Pipeline {
             stop: AtomicBool::new(false),
             idle: AtomicBool::new(false),
             returned: Mutex::new(Returned::default()),
+            owned: Mutex::new(Vec::new()),
+            owned_version: AtomicU64::new(0),
         };
         (Arc::new(pipeline), receiver)
     }
@@ -231,6 +254,7 @@ impl Pipeline {
         // Reuses the item lists of the orders the run loop hands back.
         let mut decoder = Decoder::default();
         let mut handed_back = Vec::new();
+        let mut owned = OwnedCopy::default();
         while !self.stop.load(Ordering::Acquire) {
             // Waits for the first message of a batch, then takes those already waiting.
             let mut wait = POLL_WAIT;
@@ -243,6 +267,9 @@ impl Pipeline {
                                 return;
                             }
                             continue; // unhandled and never stored: the next owner reads it
+                        }
+                        if !self.owns(&mut owned, message.partition()) {
+                            continue; // revoked: unhandled and never stored, as above
                         }
                         let fetched = Fetched::decode(&message, &mut decoder, max_order_bytes);
                         drop(message);
@@ -511,6 +538,42 @@ impl Pipeline {
         self.settled_changed.notify_all();
     }
 
+    /// The partitions this tracker owns from now on: called by the rebalance callbacks once
+    /// they have assigned or released partitions. The fetcher drops any message of another
+    /// partition (see the module header).
+    pub fn set_owned(&self, partitions: Vec<i32>) {
+        if let Ok(mut owned) = self.owned.lock() {
+            *owned = partitions;
+        }
+        self.owned_version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Whether `partition` is owned, by the fetcher's copy of the assignment (read again when
+    /// it changed). The first message dropped after each change is logged.
+    fn owns(&self, copy: &mut OwnedCopy, partition: i32) -> bool {
+        let version = self.owned_version.load(Ordering::Acquire);
+        if version != copy.version {
+            if let Ok(owned) = self.owned.lock() {
+                copy.partitions.clone_from(&owned);
+            }
+            copy.version = version;
+            copy.reported = false;
+        }
+        if copy.partitions.contains(&partition) {
+            return true;
+        }
+        if !copy.reported {
+            copy.reported = true;
+            info!(
+                event = "unowned_message_dropped",
+                partition,
+                "librdkafka returned a message of partition {partition}, which this tracker does \
+                 not own (any more); dropping such messages unhandled, their owner reads them"
+            );
+        }
+        false
+    }
+
     /// The fetcher stops polling and lets go of the consumer (within one poll's wait, or once
     /// the callback it is in returns).
     pub fn stop(&self) {
@@ -544,6 +607,28 @@ pub fn report_drain(drained: Drained, what: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fetcher_owns_only_the_partitions_the_callbacks_last_left_it() {
+        let (pipeline, _batches) = Pipeline::new();
+        let mut copy = OwnedCopy::default();
+        assert!(
+            !pipeline.owns(&mut copy, 0),
+            "nothing owned before an assignment"
+        );
+        pipeline.set_owned(vec![0, 1, 2, 3, 4, 5]);
+        assert!((0..6).all(|partition| pipeline.owns(&mut copy, partition)));
+        // A revocation of 0, 1 and 2: what librdkafka still returns of them is not ours.
+        pipeline.set_owned(vec![3, 4, 5]);
+        assert!(!pipeline.owns(&mut copy, 2));
+        assert!(!pipeline.owns(&mut copy, 0));
+        assert!(pipeline.owns(&mut copy, 3));
+        // Lost and assigned again.
+        pipeline.set_owned(vec![0, 3, 4, 5]);
+        assert!(pipeline.owns(&mut copy, 0));
+        pipeline.set_owned(Vec::new());
+        assert!(!(0..6).any(|partition| pipeline.owns(&mut copy, partition)));
+    }
 
     fn fetched(partition: i32, offset: i64) -> Fetched {
         Fetched {

@@ -244,6 +244,32 @@ impl ClientContext for TrackerContext {
     }
 }
 
+impl TrackerContext {
+    /// Tells the fetcher which partitions this tracker owns now (it drops messages of any
+    /// other), and the metrics how many. Kept as it was if librdkafka cannot say.
+    fn publish_assignment(&self, consumer: &BaseConsumer<Self>) {
+        match consumer.assignment() {
+            Ok(assignment) => {
+                self.metrics
+                    .assigned_partitions
+                    .set(assignment.count() as i64);
+                self.pipeline.set_owned(
+                    assignment
+                        .elements()
+                        .iter()
+                        .map(|element| element.partition())
+                        .collect(),
+                );
+            }
+            Err(err) => warn!(
+                event = "assignment_unknown",
+                error = %err,
+                "cannot read the assignment; the fetcher keeps the one it had"
+            ),
+        }
+    }
+}
+
 impl ConsumerContext for TrackerContext {
     fn rebalance(
         &self,
@@ -289,9 +315,7 @@ impl ConsumerContext for TrackerContext {
                         "cannot take the assigned partitions"
                     ),
                 }
-                self.metrics
-                    .assigned_partitions
-                    .set(consumer.assignment().map_or(0, |a| a.count() as i64));
+                self.publish_assignment(consumer);
                 self.readiness.set(true);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -347,9 +371,7 @@ impl ConsumerContext for TrackerContext {
                 if let Err(err) = result {
                     error!(event = "unassign_failed", error = %err, "cannot release the revoked partitions");
                 }
-                self.metrics
-                    .assigned_partitions
-                    .set(consumer.assignment().map_or(0, |a| a.count() as i64));
+                self.publish_assignment(consumer);
                 info!(
                     event = "partitions_revoked",
                     partitions = %describe_partitions(partitions),
@@ -361,6 +383,7 @@ impl ConsumerContext for TrackerContext {
                 let code: RDKafkaErrorCode = other.into();
                 warn!(event = "rebalance_failed", error = %code, "rebalance failed; releasing all partitions");
                 let _ = consumer.unassign();
+                self.publish_assignment(consumer);
                 self.readiness.set(false);
             }
         }
