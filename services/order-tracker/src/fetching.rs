@@ -29,10 +29,12 @@
 //! After a revocation, librdkafka may still return messages of the revoked partitions that it
 //! had fetched before (catching up on tansu, a tracker got over a thousand of them within two
 //! seconds, and handled each a second time after its next owner). So the fetcher drops any
-//! message of a partition this tracker does not own, as the callbacks last left the assignment
-//! ([`Pipeline::set_owned`]): unhandled and never stored, its next owner reads it. The callbacks
-//! run inside the fetcher's `poll`, so a message polled after a revocation is always judged
-//! by the assignment that revocation left.
+//! message of a partition this tracker does not own, as the callbacks last left it
+//! ([`Pipeline::own`], [`Pipeline::disown`]): unhandled and never stored, its next owner reads
+//! it. The callbacks run inside the fetcher's `poll`, so a message polled after a revocation
+//! is judged by the ownership that revocation left. (One case this does not cover: a partition
+//! revoked and assigned back to this same tracker before librdkafka's older messages of it are
+//! polled. Those would be handled once more, a re-read rather than a loss.)
 //!
 //! While a callback runs the fetcher does not poll, so the queue may fill behind it: the
 //! callback clears the "caught up" mark first ([`Pipeline::rebalancing`]), and the quiet-partition
@@ -538,14 +540,35 @@ impl Pipeline {
         self.settled_changed.notify_all();
     }
 
-    /// The partitions this tracker owns from now on: called by the rebalance callbacks once
-    /// they have assigned or released partitions. The fetcher drops any message of another
-    /// partition (see the module header).
-    pub fn set_owned(&self, partitions: Vec<i32>) {
+    /// `partitions` are this tracker's from now on, besides those it owned: called once they
+    /// are assigned (by a rebalance callback, or by hand with `START_FROM`). The fetcher drops
+    /// any message of a partition not owned (see the module header).
+    pub fn own(&self, partitions: &[i32]) {
+        self.change_owned(|owned| {
+            owned.extend(partitions);
+            owned.sort_unstable();
+            owned.dedup();
+        });
+    }
+
+    /// `partitions` are not this tracker's any more: called by a revocation (or a loss) once
+    /// it has handed them over, and with every partition when a failed rebalance releases all.
+    pub fn disown(&self, partitions: &[i32]) {
+        self.change_owned(|owned| owned.retain(|partition| !partitions.contains(partition)));
+    }
+
+    fn change_owned(&self, change: impl FnOnce(&mut Vec<i32>)) {
         if let Ok(mut owned) = self.owned.lock() {
-            *owned = partitions;
+            change(&mut owned);
         }
         self.owned_version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The partitions owned now, by [`Pipeline::own`] and [`Pipeline::disown`].
+    pub fn owned(&self) -> Vec<i32> {
+        self.owned
+            .lock()
+            .map_or_else(|_| Vec::new(), |owned| owned.clone())
     }
 
     /// Whether `partition` is owned, by the fetcher's copy of the assignment (read again when
@@ -568,7 +591,7 @@ impl Pipeline {
                 event = "unowned_message_dropped",
                 partition,
                 "librdkafka returned a message of partition {partition}, which this tracker does \
-                 not own (any more); dropping such messages unhandled, their owner reads them"
+                 not own (any more); dropping such messages unhandled and uncommitted"
             );
         }
         false
@@ -616,17 +639,18 @@ mod tests {
             !pipeline.owns(&mut copy, 0),
             "nothing owned before an assignment"
         );
-        pipeline.set_owned(vec![0, 1, 2, 3, 4, 5]);
+        pipeline.own(&[0, 1, 2, 3, 4, 5]);
         assert!((0..6).all(|partition| pipeline.owns(&mut copy, partition)));
         // A revocation of 0, 1 and 2: what librdkafka still returns of them is not ours.
-        pipeline.set_owned(vec![3, 4, 5]);
+        pipeline.disown(&[0, 1, 2]);
         assert!(!pipeline.owns(&mut copy, 2));
         assert!(!pipeline.owns(&mut copy, 0));
         assert!(pipeline.owns(&mut copy, 3));
-        // Lost and assigned again.
-        pipeline.set_owned(vec![0, 3, 4, 5]);
+        // Assigned again (an incremental assignment adds to what is owned).
+        pipeline.own(&[0]);
         assert!(pipeline.owns(&mut copy, 0));
-        pipeline.set_owned(Vec::new());
+        assert_eq!(pipeline.owned(), vec![0, 3, 4, 5]);
+        pipeline.disown(&[0, 3, 4, 5]);
         assert!(!(0..6).any(|partition| pipeline.owns(&mut copy, partition)));
     }
 

@@ -196,6 +196,15 @@ impl TrackerContext {
     }
 }
 
+/// The partition numbers of `partitions` (the tracker reads one topic).
+fn partition_numbers(partitions: &TopicPartitionList) -> Vec<i32> {
+    partitions
+        .elements()
+        .iter()
+        .map(|element| element.partition())
+        .collect()
+}
+
 /// How a handover ended.
 #[derive(Debug)]
 pub enum HandOver {
@@ -244,32 +253,6 @@ impl ClientContext for TrackerContext {
     }
 }
 
-impl TrackerContext {
-    /// Tells the fetcher which partitions this tracker owns now (it drops messages of any
-    /// other), and the metrics how many. Kept as it was if librdkafka cannot say.
-    fn publish_assignment(&self, consumer: &BaseConsumer<Self>) {
-        match consumer.assignment() {
-            Ok(assignment) => {
-                self.metrics
-                    .assigned_partitions
-                    .set(assignment.count() as i64);
-                self.pipeline.set_owned(
-                    assignment
-                        .elements()
-                        .iter()
-                        .map(|element| element.partition())
-                        .collect(),
-                );
-            }
-            Err(err) => warn!(
-                event = "assignment_unknown",
-                error = %err,
-                "cannot read the assignment; the fetcher keeps the one it had"
-            ),
-        }
-    }
-}
-
 impl ConsumerContext for TrackerContext {
     fn rebalance(
         &self,
@@ -302,7 +285,7 @@ impl ConsumerContext for TrackerContext {
                 } else {
                     consumer.assign(partitions)
                 };
-                match result {
+                match &result {
                     Ok(()) => info!(
                         event = "partitions_assigned",
                         partitions = %describe_partitions(partitions),
@@ -315,7 +298,12 @@ impl ConsumerContext for TrackerContext {
                         "cannot take the assigned partitions"
                     ),
                 }
-                self.publish_assignment(consumer);
+                if result.is_ok() {
+                    self.pipeline.own(&partition_numbers(partitions));
+                }
+                self.metrics
+                    .assigned_partitions
+                    .set(consumer.assignment().map_or(0, |a| a.count() as i64));
                 self.readiness.set(true);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -368,10 +356,15 @@ impl ConsumerContext for TrackerContext {
                 } else {
                     consumer.unassign()
                 };
+                // Handed over (or lost) either way: whatever librdkafka still returns of them is
+                // not this tracker's to handle (see `fetching`).
+                self.pipeline.disown(&revoked);
                 if let Err(err) = result {
                     error!(event = "unassign_failed", error = %err, "cannot release the revoked partitions");
                 }
-                self.publish_assignment(consumer);
+                self.metrics
+                    .assigned_partitions
+                    .set(consumer.assignment().map_or(0, |a| a.count() as i64));
                 info!(
                     event = "partitions_revoked",
                     partitions = %describe_partitions(partitions),
@@ -383,7 +376,7 @@ impl ConsumerContext for TrackerContext {
                 let code: RDKafkaErrorCode = other.into();
                 warn!(event = "rebalance_failed", error = %code, "rebalance failed; releasing all partitions");
                 let _ = consumer.unassign();
-                self.publish_assignment(consumer);
+                self.pipeline.disown(&self.pipeline.owned());
                 self.readiness.set(false);
             }
         }

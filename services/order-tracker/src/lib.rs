@@ -470,6 +470,8 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
             consumer
                 .assign(&assignment)
                 .map_err(TrackerError::Subscribe)?;
+            let partitions: Vec<i32> = pairs.iter().map(|(partition, _)| *partition).collect();
+            pipeline.own(&partitions);
             info!(
                 event = "partitions_assigned",
                 manual = true,
