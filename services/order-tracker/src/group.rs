@@ -286,20 +286,20 @@ impl ConsumerContext for TrackerContext {
                     consumer.assign(partitions)
                 };
                 match &result {
-                    Ok(()) => info!(
-                        event = "partitions_assigned",
-                        partitions = %describe_partitions(partitions),
-                        "partitions assigned: {}",
-                        describe_partitions(partitions)
-                    ),
+                    Ok(()) => {
+                        self.pipeline.own(&partition_numbers(partitions));
+                        info!(
+                            event = "partitions_assigned",
+                            partitions = %describe_partitions(partitions),
+                            "partitions assigned: {}",
+                            describe_partitions(partitions)
+                        );
+                    }
                     Err(err) => error!(
                         event = "assign_failed",
                         error = %err,
                         "cannot take the assigned partitions"
                     ),
-                }
-                if result.is_ok() {
-                    self.pipeline.own(&partition_numbers(partitions));
                 }
                 self.metrics
                     .assigned_partitions
@@ -308,11 +308,7 @@ impl ConsumerContext for TrackerContext {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let lost = consumer.assignment_lost();
-                let revoked: Vec<i32> = partitions
-                    .elements()
-                    .iter()
-                    .map(|element| element.partition())
-                    .collect();
+                let revoked = partition_numbers(partitions);
                 // Lost partitions too: a lost partition may come straight back, and what was
                 // fetched of it before must not be counted into its new ownership.
                 report_drain(self.pipeline.drain(&revoked, DRAIN_LIMIT), "revocation");
