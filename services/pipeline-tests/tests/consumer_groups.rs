@@ -41,9 +41,6 @@ fn two_trackers_in_one_group_split_the_partitions_and_track_every_order_once() {
         !from_first.is_empty() && !from_second.is_empty(),
         "both did work"
     );
-    let partitions_of = |lines: &[OrderLine]| -> HashSet<String> {
-        lines.iter().map(|l| l.partition().to_string()).collect()
-    };
     let (p1, p2) = (partitions_of(&from_first), partitions_of(&from_second));
     assert!(
         p1.is_disjoint(&p2),
@@ -213,9 +210,9 @@ fn a_scale_out_during_a_catch_up_hands_over_exactly_what_was_fetched_ahead() {
     );
 }
 
-/// The partitions (`topic/partition`) of the orders a tracker has logged.
-fn partitions(events: &[pipeline_tests::Event]) -> HashSet<String> {
-    order_lines(events)
+/// The partitions (`topic/partition`) of the orders in `lines`.
+fn partitions_of(lines: &[OrderLine]) -> HashSet<String> {
+    lines
         .iter()
         .map(|line| line.partition().to_string())
         .collect()
@@ -255,7 +252,7 @@ fn scale_out_during_a_catch_up() -> bool {
     // half the join takes from it likely holds the one it is in the middle of.
     let mut first = pipeline.tracker("catch-up").spawn();
     let begun = eventually(Duration::from_secs(120), || {
-        partitions(&first.events()).len() >= 4
+        partitions_of(&order_lines(&first.events())).len() >= 4
     });
     assert!(begun, "{}", first.report());
     let mut second = pipeline.tracker("catch-up").spawn();
@@ -306,8 +303,8 @@ fn scale_out_during_a_catch_up() -> bool {
 
     // Did the scenario happen: a partition handed over mid-way, while the first tracker still
     // had fetched batches to handle, and committed right after what it handled?
-    let shared = partitions(&first_events)
-        .intersection(&partitions(&second_events))
+    let shared = partitions_of(&order_lines(&first_events))
+        .intersection(&partitions_of(&order_lines(&second_events)))
         .count()
         > 0;
     if shared {
