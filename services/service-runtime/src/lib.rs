@@ -12,9 +12,11 @@
 //! - [`launch`]: the whole of a thin `main`: subcommands, config, logs, signals, exit code.
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`, and the `healthcheck` probe that the
 //!   shell-less images use instead of curl.
+//! - [`allocator`]: jemalloc for Rust and librdkafka alike, bounded.
 //! - [`metrics`]: what both services export alike: build and Kafka client versions, latency
 //!   histogram buckets.
 
+pub mod allocator;
 pub mod config;
 pub mod delivery;
 pub mod health;
