@@ -102,7 +102,7 @@ fn integer(out: &mut Vec<u8>, value: impl itoa::Integer) {
 }
 
 /// A quoted string: as it is when JSON needs no escape in it, otherwise escaped by serde_json.
-fn string(out: &mut Vec<u8>, text: &str) {
+pub(crate) fn string(out: &mut Vec<u8>, text: &str) {
     if needs_no_escape(text.as_bytes()) {
         out.push(b'"');
         out.extend_from_slice(text.as_bytes());
@@ -113,7 +113,7 @@ fn string(out: &mut Vec<u8>, text: &str) {
 }
 
 /// chrono's RFC 3339 form of `at`, quoted (see the module header).
-fn timestamp(out: &mut Vec<u8>, at: &DateTime<Utc>) {
+pub(crate) fn timestamp(out: &mut Vec<u8>, at: &DateTime<Utc>) {
     let moment = at.naive_utc();
     let year = moment.year();
     if !(0..=9999).contains(&year) {

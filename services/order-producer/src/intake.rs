@@ -347,11 +347,13 @@ async fn take_order(
     let order = &accepted.order;
     let (reply, delivered) = tokio::sync::oneshot::channel();
     let note = DeliveryNote::of(order).with_reply(reply);
-    match state
-        .producer
-        .kafka()
-        .send(order_record(&state.topic, order, &accepted.payload, note))
-    {
+    match state.producer.kafka().send(order_record(
+        &state.topic,
+        order.key(),
+        order.schema_version,
+        &accepted.payload,
+        note,
+    )) {
         Ok(()) => {
             state.producer_metrics.produced.inc();
         }

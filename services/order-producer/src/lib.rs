@@ -29,7 +29,7 @@ mod intake_request;
 
 use crate::config::ProducerConfig;
 use crate::intake::{Intake, IntakeBindError};
-use order_contract::samples::OrderGenerator;
+use order_contract::samples::{GeneratedOrder, OrderGenerator};
 use order_contract::{Money, Order, SCHEMA_VERSION, SCHEMA_VERSION_TEXT};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -97,6 +97,7 @@ pub struct DeliveryNote {
 }
 
 impl DeliveryNote {
+    /// The note of a posted order.
     fn of(order: &Order) -> Box<Self> {
         Box::new(DeliveryNote {
             sent_at: Instant::now(),
@@ -109,6 +110,19 @@ impl DeliveryNote {
                 .fold(0i64, |sum, item| sum.saturating_add(item.quantity)),
             total_cents: order.total_cents,
             currency: order.currency.clone(),
+            reply: None,
+        })
+    }
+
+    /// The note of a generated order.
+    fn of_generated(order: GeneratedOrder) -> Box<Self> {
+        Box::new(DeliveryNote {
+            sent_at: Instant::now(),
+            order_id: order.order_id,
+            customer_id: order.customer_id,
+            item_count: order.item_count,
+            total_cents: order.total_cents,
+            currency: order_contract::samples::CURRENCY.into(),
             reply: None,
         })
     }
@@ -394,9 +408,12 @@ fn generate(
         {
             break;
         }
-        let order = generator.next_order();
-        order.write_json(&mut payload);
-        let mut record = order_record(topic, &order, &payload, DeliveryNote::of(&order));
+        // Straight to JSON: the generator writes the bytes the contract's writer would write
+        // for the order it draws, without building the order first.
+        let order = generator.next_json(&mut payload);
+        let (order_id, key) = (order.order_id, order.customer_id.clone());
+        let note = DeliveryNote::of_generated(order);
+        let mut record = order_record(topic, &key, SCHEMA_VERSION, &payload, note);
         loop {
             match kafka.send(record) {
                 Ok(()) => {
@@ -420,7 +437,7 @@ fn generate(
                     }
                 }
                 Err((err, _)) => {
-                    not_queued(&order, &err, metrics);
+                    not_queued(order_id, &err, metrics);
                     break;
                 }
             }
@@ -466,26 +483,27 @@ const QUEUE_FULL_WAIT: Duration = Duration::from_millis(10);
 
 /// An order librdkafka refused outright (e.g. too large for the broker): logged, and counted
 /// as produced and failed, since it will get no delivery report.
-fn not_queued(order: &Order, err: &KafkaError, metrics: &ProducerMetrics) {
+fn not_queued(order_id: uuid::Uuid, err: &KafkaError, metrics: &ProducerMetrics) {
     metrics.produced.inc();
     metrics.failed.inc();
-    error!(event = "order_not_queued", order_id = %order.order_id, error = %err, "order {} could not be queued: {err}", order.order_id);
+    error!(event = "order_not_queued", order_id = %order_id, error = %err, "order {order_id} could not be queued: {err}");
 }
 
-/// The message for `order`, with `payload` as its value (the order's own JSON, or for a posted
-/// order the posted JSON with its missing fields filled in): keyed by customer, with the
-/// contract's headers.
+/// The message of an order, with `payload` as its value (a generated order's JSON, or for a
+/// posted order the posted JSON with its missing fields filled in): keyed by `customer_id`, with
+/// the contract's headers.
 fn order_record<'a>(
     topic: &'a str,
-    order: &'a Order,
+    customer_id: &'a str,
+    schema_version: u32,
     payload: &'a [u8],
     note: Box<DeliveryNote>,
 ) -> OrderRecord<'a> {
     // Every order sent has been validated, so its version is this build's: no text to format.
-    let version = if order.schema_version == SCHEMA_VERSION {
+    let version = if schema_version == SCHEMA_VERSION {
         Cow::Borrowed(SCHEMA_VERSION_TEXT)
     } else {
-        Cow::Owned(order.schema_version.to_string())
+        Cow::Owned(schema_version.to_string())
     };
     let headers = OwnedHeaders::new_with_capacity(2)
         .insert(Header {
@@ -497,7 +515,7 @@ fn order_record<'a>(
             value: Some(version.as_ref()),
         });
     BaseRecord::with_opaque_to(topic, note)
-        .key(order.key())
+        .key(customer_id)
         .payload(payload)
         .headers(headers)
 }
