@@ -13,8 +13,9 @@
 //! The producer takes its orders as JSON ([`OrderGenerator::next_json`]): written from pieces
 //! that the contract's own writer wrote once (each dish, street, city and restaurant), with the
 //! order's numbers, id and moment between them. Building each order's strings and item list
-//! only to write them out again took about a third of the producer's generating and writing. A
-//! test compares the two paths byte for byte on the same draws.
+//! only to write them out again cost the producer's sending thread about 0.4 us per order, a
+//! sixth of its CPU (perf, 1,000,000-order runs). A test compares the two paths byte for byte
+//! on the same draws.
 
 use crate::{DeliveryAddress, Order, OrderItem, SCHEMA_VERSION, json_writer};
 use chrono::{DateTime, Utc};
