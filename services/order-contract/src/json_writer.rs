@@ -1,9 +1,13 @@
 //! [`Order::write_json`]'s writer: an order's compact JSON, written field by field.
 //!
-//! Why it exists: the producer writes every order it generates on its one producing thread,
+//! Why it exists: the producer wrote every order it generated on its one producing thread,
 //! and serde_json took about 1.35 us per order there (chrono's RFC 3339 form goes through
 //! `fmt`, and strings are escaped a byte at a time): a third of that thread's time, which sets
 //! the producer's rate. Writing the same fields straight into the buffer takes a fraction of it.
+//! Since 344afb8 the producer's generator goes further (`samples::OrderGenerator::next_json`):
+//! it writes its pieces with [`string`] once, and each order's moment with [`timestamp`]; this
+//! writer's [`write`] serves [`Order::write_json`] (generated orders in tests and benchmarks,
+//! and the generator's own byte-for-byte test).
 //!
 //! Why it cannot change a byte: it writes exactly what `serde_json::to_writer` writes for
 //! [`Order`]'s derived `Serialize` (the fields in declaration order, the absent optional ones

@@ -351,7 +351,7 @@ fn address_of(customer: u32) -> DeliveryAddress {
 }
 
 /// `{before}{number} {after}` (no space without `after`), written without `format!`'s
-/// machinery: the generator makes two such strings per order.
+/// machinery: [`OrderGenerator::next_order`] makes two such strings per order.
 fn numbered(before: &str, number: usize, after: &str) -> CompactString {
     let mut digits = itoa::Buffer::new();
     let digits = digits.format(number);
