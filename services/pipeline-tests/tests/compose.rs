@@ -1230,7 +1230,22 @@ fn down(stack: &Stack) -> Result<(), String> {
             )),
         }
         if !last_words.has(event::FINAL_COMMIT) {
-            problems.push(format!("tracker {} logged no final commit", tracker.number));
+            // Its last lines say which shutdown step went otherwise (a commit that failed or
+            // timed out during the other trackers' leaving, or lines the follower missed).
+            let last_lines: Vec<String> = last_words
+                .lines
+                .iter()
+                .rev()
+                .take(8)
+                .rev()
+                .map(|line| format!("      {} {}", line.level, line.message))
+                .collect();
+            problems.push(format!(
+                "tracker {} logged no final commit; its last {} lines:\n{}",
+                tracker.number,
+                last_lines.len(),
+                last_lines.join("\n")
+            ));
         }
     }
     for c in others {
