@@ -232,19 +232,19 @@ impl Draw {
     /// writes them (`generated_json_is_what_the_contract_writer_writes` compares the two).
     fn write_json(&self, created_at: &DateTime<Utc>, out: &mut Vec<u8>) {
         let fragments = &*FRAGMENTS;
-        let customer = self.customer as usize;
         out.extend_from_slice(&fragments.opening);
         let mut id = uuid::Uuid::encode_buffer();
         out.extend_from_slice(self.order_id.hyphenated().encode_lower(&mut id).as_bytes());
         out.extend_from_slice(b"\",\"customer_id\":\"customer-");
-        out.extend_from_slice(itoa::Buffer::new().format(customer).as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(self.customer).as_bytes());
         out.extend_from_slice(b"\",\"created_at\":");
         json_writer::timestamp(out, created_at);
         out.extend_from_slice(&fragments.restaurants[self.restaurant]);
+        let place = Place::of(self.customer);
         out.extend_from_slice(b",\"delivery_address\":{\"street\":\"");
-        out.extend_from_slice(itoa::Buffer::new().format(1 + customer % 97).as_bytes());
-        out.extend_from_slice(&fragments.streets[customer % STREETS.len()]);
-        out.extend_from_slice(&fragments.cities[customer % CITIES.len()]);
+        out.extend_from_slice(itoa::Buffer::new().format(place.street_number).as_bytes());
+        out.extend_from_slice(&fragments.streets[place.street]);
+        out.extend_from_slice(&fragments.cities[place.city]);
         for (at, &(dish, quantity)) in self.lines().iter().enumerate() {
             let (opening, closing) = &fragments.dishes[dish];
             out.extend_from_slice(&opening[usize::from(at == 0)..]);
@@ -341,12 +341,31 @@ static FRAGMENTS: LazyLock<Fragments> = LazyLock::new(|| {
 
 /// A customer lives at one address, so their orders agree with each other.
 fn address_of(customer: u32) -> DeliveryAddress {
-    let index = customer as usize;
-    let (postal_code, city) = CITIES[index % CITIES.len()];
+    let place = Place::of(customer);
+    let (postal_code, city) = CITIES[place.city];
     DeliveryAddress {
-        street: numbered("", 1 + index % 97, STREETS[index % STREETS.len()]),
+        street: numbered("", place.street_number, STREETS[place.street]),
         postal_code: (*postal_code).into(),
         city: (*city).into(),
+    }
+}
+
+/// Where a customer lives, as indices into [`STREETS`] and [`CITIES`]: the one rule that both
+/// [`address_of`] and the JSON path ([`Draw::write_json`]) follow.
+struct Place {
+    street_number: usize,
+    street: usize,
+    city: usize,
+}
+
+impl Place {
+    fn of(customer: u32) -> Place {
+        let index = customer as usize;
+        Place {
+            street_number: 1 + index % 97,
+            street: index % STREETS.len(),
+            city: index % CITIES.len(),
+        }
     }
 }
 
