@@ -70,7 +70,7 @@ use service_runtime::kafka::ErrorLog;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::{debug, error, info, warn};
 
 /// How long a handover at revocation waits for its window parts to be acknowledged.
@@ -166,11 +166,17 @@ impl TrackerContext {
     /// Hands over `partitions` (every owned one for `None`): ends their window parts, sends
     /// them, waits up to `ack_limit` for every part sent so far to be acknowledged, then
     /// commits synchronously right after each partition's last handled message. Blocking.
+    ///
+    /// With `retry_until`, a refused commit is sent again until then, each time only for the
+    /// partitions librdkafka still assigns to this member (the shutdown's final commit: see
+    /// [`commit_leave_close`]). Without, one attempt (a revocation: inside the rebalance
+    /// callback the group cannot move on, so an attempt again would meet the same refusal).
     pub fn hand_over<C: Consumer<TrackerContext>>(
         &self,
         consumer: &C,
         partitions: Option<&[i32]>,
         ack_limit: Duration,
+        retry_until: Option<Instant>,
     ) -> HandOver {
         let handed = match self.book.lock() {
             Ok(mut book) => book.hand_over(partitions),
@@ -189,8 +195,25 @@ impl TrackerContext {
             other => return HandOver::NotAcked(other),
         }
         let described = describe_commits(&commits);
-        match consumer.commit(&commits, CommitMode::Sync) {
-            Ok(()) => HandOver::Committed(described),
+        let committed = match retry_until {
+            None => consumer
+                .commit(&commits, CommitMode::Sync)
+                .map(|()| Committed::All),
+            Some(deadline) => commit_retrying(consumer, &commits, deadline, || {
+                consumer
+                    .assignment()
+                    .map(|assigned| partition_numbers(&assigned))
+                    .unwrap_or_default()
+            }),
+        };
+        match committed {
+            Ok(Committed::All) => HandOver::Committed(described),
+            Ok(Committed::Some(sent)) => HandOver::Committed(format!(
+                "{}; not committed (no longer assigned to this member): {}",
+                describe_commits(&sent),
+                describe_partitions(&without(&commits, &sent))
+            )),
+            Ok(Committed::None) => HandOver::Lost,
             Err(err) => HandOver::Failed(err),
         }
     }
@@ -217,6 +240,21 @@ pub enum HandOver {
     NotAcked(Acked),
     /// The commit failed.
     Failed(KafkaError),
+    /// The commit was refused until librdkafka no longer assigned any of the partitions to
+    /// this member (a refusal for an ended generation makes it drop them as lost): nothing
+    /// committed.
+    Lost,
+}
+
+/// What a commit retried by [`commit_retrying`] committed.
+#[derive(Debug)]
+pub enum Committed {
+    /// Every entry asked for.
+    All,
+    /// Only these entries: the member no longer held the others' partitions.
+    Some(TopicPartitionList),
+    /// None: the member held none of the partitions any more.
+    None,
 }
 
 /// `orders[0,2,4]`
@@ -325,7 +363,7 @@ impl ConsumerContext for TrackerContext {
                     // Hand over before letting the partitions go, so that the next owner
                     // starts right after the last handled message.
                     match off_the_runtime(|| {
-                        self.hand_over(consumer, Some(&revoked), REVOKE_ACK_LIMIT)
+                        self.hand_over(consumer, Some(&revoked), REVOKE_ACK_LIMIT, None)
                     }) {
                         HandOver::Committed(offsets) => info!(
                             event = "revoke_commit",
@@ -344,6 +382,13 @@ impl ConsumerContext for TrackerContext {
                             error = %err,
                             "commit on revocation failed; the next owner replays from the last \
                              checkpoint"
+                        ),
+                        // Only a retried commit ends so; a revocation's is tried once.
+                        HandOver::Lost => warn!(
+                            event = "revoke_commit_failed",
+                            error = "partitions lost",
+                            "commit on revocation not made; the next owner replays from the \
+                             last checkpoint"
                         ),
                     }
                 }
@@ -413,16 +458,33 @@ pub fn commit_synchronously<C: Consumer<TrackerContext>>(
     commits: &TopicPartitionList,
     limit: Duration,
 ) -> KafkaResult<()> {
-    let deadline = std::time::Instant::now() + limit;
+    // A partition no longer in the book was handed over by a revocation, which committed it,
+    // or lost to another member: either way not this commit's to make.
+    commit_retrying(consumer, commits, Instant::now() + limit, || {
+        book.lock().map(|book| book.owned()).unwrap_or_default()
+    })
+    .map(|_| ())
+}
+
+/// Commits the entries of `commits` for the partitions `owned` names, synchronously, and again
+/// every 200 ms while the commit is refused and `deadline` leaves room, asking `owned` afresh
+/// before each attempt (a partition handed to another member meanwhile must not be committed
+/// over its new owner's progress). Says which entries it committed.
+fn commit_retrying<C: Consumer<TrackerContext>>(
+    consumer: &C,
+    commits: &TopicPartitionList,
+    deadline: Instant,
+    owned: impl Fn() -> Vec<i32>,
+) -> KafkaResult<Committed> {
     loop {
-        let owned = book.lock().map(|book| book.owned()).unwrap_or_default();
-        let still_owned = only_partitions(commits, &owned)?;
+        let still_owned = only_partitions(commits, &owned())?;
         if still_owned.count() == 0 {
-            return Ok(());
+            return Ok(Committed::None);
         }
         match consumer.commit(&still_owned, CommitMode::Sync) {
-            Ok(()) => return Ok(()),
-            Err(err) if std::time::Instant::now() + Duration::from_millis(200) >= deadline => {
+            Ok(()) if still_owned.count() == commits.count() => return Ok(Committed::All),
+            Ok(()) => return Ok(Committed::Some(still_owned)),
+            Err(err) if Instant::now() + Duration::from_millis(200) >= deadline => {
                 return Err(err);
             }
             Err(err) => {
@@ -431,6 +493,20 @@ pub fn commit_synchronously<C: Consumer<TrackerContext>>(
             }
         }
     }
+}
+
+/// The entries of `commits` whose partitions `sent` does not list.
+fn without(commits: &TopicPartitionList, sent: &TopicPartitionList) -> TopicPartitionList {
+    let mut left = TopicPartitionList::new();
+    for element in commits.elements() {
+        if sent
+            .find_partition(element.topic(), element.partition())
+            .is_none()
+        {
+            left.add_partition(element.topic(), element.partition());
+        }
+    }
+    left
 }
 
 /// The entries of `commits` for `partitions`, with their offsets and metadata.
@@ -553,15 +629,22 @@ pub async fn commit_leave_close(
     manual: bool,
     stopping: &Stopping,
 ) {
-    // Up to a quarter of the budget, leaving half for leaving and closing: most of it for the
-    // window parts' acknowledgements, the rest for the commit.
-    let limit = stopping.deadline_for(0.25, 0.5);
+    // Up to three quarters of the budget, leaving a fifth for leaving and closing. A commit
+    // sent while this member's JoinGroup is pending (another member has just left or joined)
+    // is answered only after the join, since a broker answers a connection's requests in
+    // order; tansu holds a join for half the session timeout (5 s by default), and a final
+    // commit given a quarter of the budget timed out behind it when two trackers stopped a
+    // second apart (`pipeline-tests --test shutdown`). Leaving needs no more than tens of
+    // milliseconds once the join is answered, and cannot happen before. Up to 60% of this
+    // share waits for the window parts' acknowledgements.
+    let limit = stopping.deadline_for(0.75, 0.2);
     let committing = consumer.clone();
     let ack_limit = limit.mul_f64(0.6);
+    let retry_until = Instant::now() + limit;
     let handed = on_own_thread("final-commit", limit, move || {
         committing
             .context()
-            .hand_over(&*committing, None, ack_limit)
+            .hand_over(&*committing, None, ack_limit, Some(retry_until))
     })
     .await;
     match handed {
@@ -593,6 +676,12 @@ pub async fn commit_leave_close(
             error = %err,
             "final commit failed; the next owner re-reads from the previous commit"
         ),
+        Some(HandOver::Lost) => warn!(
+            event = "final_commit_failed",
+            error = "partitions lost",
+            "final commit refused until the group took the partitions from this member; nothing \
+             committed, the next owner re-reads from the previous commit"
+        ),
         None => warn!(
             event = "final_commit_timed_out",
             timeout_ms = limit.as_millis() as u64,
@@ -602,9 +691,9 @@ pub async fn commit_leave_close(
         ),
     }
 
-    // Up to half the budget, leaving a fifth for closing. The leave runs as its own task so
+    // Up to half the budget, leaving a tenth for closing. The leave runs as its own task so
     // that a revocation callback blocked inside librdkafka cannot hold this clock.
-    let limit = stopping.deadline_for(0.5, 0.2);
+    let limit = stopping.deadline_for(0.5, 0.1);
     let leaving = tokio::spawn(leave_group(consumer.clone(), manual, limit));
     let abort = leaving.abort_handle();
     let leave = match tokio::time::timeout(limit + Duration::from_millis(200), leaving).await {
