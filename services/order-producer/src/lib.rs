@@ -499,13 +499,23 @@ fn order_record<'a>(
     payload: &'a [u8],
     note: Box<DeliveryNote>,
 ) -> OrderRecord<'a> {
+    BaseRecord::with_opaque_to(topic, note)
+        .key(customer_id)
+        .payload(payload)
+        .headers(contract_headers(schema_version))
+}
+
+/// The headers the order contract puts on every order message: `content-type` and
+/// `schema-version`. Public so that the benchmark's produce loop can send the same ones (its
+/// row with them says what they cost by themselves).
+pub fn contract_headers(schema_version: u32) -> OwnedHeaders {
     // Every order sent has been validated, so its version is this build's: no text to format.
     let version = if schema_version == SCHEMA_VERSION {
         Cow::Borrowed(SCHEMA_VERSION_TEXT)
     } else {
         Cow::Owned(schema_version.to_string())
     };
-    let headers = OwnedHeaders::new_with_capacity(2)
+    OwnedHeaders::new_with_capacity(2)
         .insert(Header {
             key: "content-type",
             value: Some("application/json"),
@@ -513,11 +523,7 @@ fn order_record<'a>(
         .insert(Header {
             key: "schema-version",
             value: Some(version.as_ref()),
-        });
-    BaseRecord::with_opaque_to(topic, note)
-        .key(customer_id)
-        .payload(payload)
-        .headers(headers)
+        })
 }
 
 /// Flushes with a bounded timeout, purges what is left (each purged message gets a failed

@@ -8,7 +8,13 @@
 //! generator serves its own (`order_producer::SERVE_REPORTS_EVERY`). What it leaves out is exactly what the service adds per order: generating
 //! and serialising it, its headers, its delivery note and log line, its metrics.
 //!
-//!   thin_produce_loop --topic T --count N [--rate PER_SECOND]
+//!   thin_produce_loop --topic T --count N [--rate PER_SECOND] [--headers]
+//!
+//! With `--headers` every message also carries the order contract's two headers, built as the
+//! service builds them (`order_producer::contract_headers`): not part of the thinnest loop, but
+//! a row of its own in the benchmark, so that what the contract's headers cost (librdkafka
+//! allocates them per message, and they are bytes to compress, send and store) is told apart
+//! from what the service's own code costs.
 //!
 //! Prints one JSON line at the end: `{"delivered", "failed", "payload_bytes", "elapsed_ms"}`;
 //! exits 1 if any delivery failed. With `--rate` it paces itself on an absolute schedule (for
@@ -50,6 +56,7 @@ fn main() -> ExitCode {
     let topic = args.required("--topic");
     let count: u64 = args.number("--count");
     let rate: Option<f64> = args.optional_number("--rate");
+    let with_headers = args.flag("--headers");
 
     let vars = service_runtime::config::process_env();
     let producer: BaseProducer<CountDeliveries> = pipeline_bench::kafka_settings(&vars)
@@ -79,6 +86,11 @@ fn main() -> ExitCode {
         let mut record = BaseRecord::to(&topic)
             .key(key.as_str())
             .payload(payload.as_slice());
+        if with_headers {
+            record = record.headers(order_producer::contract_headers(
+                order_contract::SCHEMA_VERSION,
+            ));
+        }
         loop {
             match producer.send(record) {
                 Ok(()) => break,

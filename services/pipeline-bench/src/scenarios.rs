@@ -42,6 +42,7 @@ const PARTITIONS: i32 = 6;
 const PRODUCER: &str = "`order-producer`, `ORDERS_PER_SECOND=0`, `RUST_LOG=warn`";
 const PRODUCER_LOGGING: &str = "`order-producer`, delivery lines on (`RUST_LOG=info`, to a file)";
 const PRODUCE_LOOP: &str = "thinnest rdkafka produce loop";
+const PRODUCE_LOOP_HEADERS: &str = "thinnest produce loop with the contract's two headers";
 const PYTHON_PRODUCER: &str = "seed-style Python producer";
 const TRACKER: &str = "`order-tracker`, new group, catching up, `RUST_LOG=warn`";
 const TRACKER_LOGGING: &str = "`order-tracker`, order lines on (`RUST_LOG=info`, to a file)";
@@ -246,7 +247,7 @@ impl Bench {
             .spawn(&self.options.out_dir, &label)
     }
 
-    fn spawn_produce_loop(&mut self, topic: &str, count: u64, rate: f64) -> Running {
+    fn spawn_produce_loop(&mut self, topic: &str, count: u64, rate: f64, headers: bool) -> Running {
         let label = self.label("thin-produce-loop");
         let mut command = Measured::new(&self.produce_loop_bin)
             .envs(&self.producer_env())
@@ -256,6 +257,9 @@ impl Bench {
             .arg(count);
         if rate > 0.0 {
             command = command.arg("--rate").arg(rate);
+        }
+        if headers {
+            command = command.arg("--headers");
         }
         command.spawn(&self.options.out_dir, &label)
     }
@@ -318,7 +322,8 @@ impl Bench {
         let running = match row {
             PRODUCER => self.spawn_producer(&topic, count, 0.0, false),
             PRODUCER_LOGGING => self.spawn_producer(&topic, count, 0.0, true),
-            PRODUCE_LOOP => self.spawn_produce_loop(&topic, count, 0.0),
+            PRODUCE_LOOP => self.spawn_produce_loop(&topic, count, 0.0, false),
+            PRODUCE_LOOP_HEADERS => self.spawn_produce_loop(&topic, count, 0.0, true),
             _ => self.spawn_python_producer(&topic, count, 0.0)?,
         };
         let finished = self.finish_producer(running, row, count)?;
@@ -346,7 +351,13 @@ impl Bench {
     }
 
     fn producer_rounds(&mut self) -> Result<BTreeMap<String, ThroughputRow>> {
-        let rows = [PRODUCER, PRODUCE_LOOP, PYTHON_PRODUCER, PRODUCER_LOGGING];
+        let rows = [
+            PRODUCER,
+            PRODUCE_LOOP,
+            PYTHON_PRODUCER,
+            PRODUCER_LOGGING,
+            PRODUCE_LOOP_HEADERS,
+        ];
         let mut data = BTreeMap::new();
         for round in 0..self.options.rounds {
             progress(&format!(
@@ -660,7 +671,7 @@ impl Bench {
                     ));
                 }
                 let producer = if pair == LOOPS_PAIR {
-                    self.spawn_produce_loop(&topic, count, rate)
+                    self.spawn_produce_loop(&topic, count, rate, false)
                 } else {
                     self.spawn_python_producer(&topic, count, rate)?
                 };
@@ -847,6 +858,11 @@ impl Bench {
                 (PRODUCER, Some(PRODUCE_LOOP), Some(PYTHON_PRODUCER)),
                 (PRODUCER_LOGGING, Some(PRODUCE_LOOP), Some(PYTHON_PRODUCER)),
                 (PRODUCE_LOOP, None, Some(PYTHON_PRODUCER)),
+                (
+                    PRODUCE_LOOP_HEADERS,
+                    Some(PRODUCE_LOOP),
+                    Some(PYTHON_PRODUCER),
+                ),
                 (PYTHON_PRODUCER, None, None),
             ],
             producers,
