@@ -45,7 +45,9 @@
 //!   broker, accepts transactions but shows aborted records to `read_committed` readers, so the
 //!   tracker does not rely on them.
 //! - On shutdown ([`commit_leave_close`]) the tracker has stopped taking messages; it hands
-//!   over every partition (`event="final_commit"`), unsubscribes so that librdkafka revokes its
+//!   over every partition (`event="final_commit"`; a refused commit is sent again within its
+//!   deadline, and a partition revoked meanwhile is committed by its revocation, see
+//!   [`TrackerContext::commit_final`]), unsubscribes so that librdkafka revokes its
 //!   partitions and sends LeaveGroup (the others rebalance at once instead of waiting for a
 //!   session timeout; `event="left_group"`), then closes the consumer
 //!   (`event="consumer_closed"`). Each step has a deadline inside the shutdown budget
@@ -68,8 +70,8 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use service_runtime::health::Readiness;
 use service_runtime::kafka::ErrorLog;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::{debug, error, info, warn};
 
@@ -89,6 +91,7 @@ pub struct TrackerContext {
     publisher: Arc<StatsPublisher>,
     pipeline: Arc<Pipeline>,
     errors: ErrorLog,
+    final_commit: Mutex<FinalCommit>,
 }
 
 impl std::fmt::Debug for TrackerContext {
@@ -117,6 +120,7 @@ impl TrackerContext {
             publisher,
             pipeline,
             errors: ErrorLog::default(),
+            final_commit: Mutex::default(),
         }
     }
 
@@ -194,27 +198,116 @@ impl TrackerContext {
             Acked::All => {}
             other => return HandOver::NotAcked(other),
         }
+        if let Some(deadline) = retry_until {
+            return self.commit_final(consumer, commits, deadline);
+        }
         let described = describe_commits(&commits);
-        let committed = match retry_until {
-            None => consumer
-                .commit(&commits, CommitMode::Sync)
-                .map(|()| Committed::All),
-            Some(deadline) => commit_retrying(consumer, &commits, deadline, || {
-                consumer
-                    .assignment()
-                    .map(|assigned| partition_numbers(&assigned))
-                    .unwrap_or_default()
-            }),
-        };
-        match committed {
-            Ok(Committed::All) => HandOver::Committed(described),
-            Ok(Committed::Some(sent)) => HandOver::Committed(format!(
-                "{}; not committed (no longer assigned to this member): {}",
-                describe_commits(&sent),
-                describe_partitions(&without(&commits, &sent))
-            )),
-            Ok(Committed::None) => HandOver::Lost,
+        match consumer.commit(&commits, CommitMode::Sync) {
+            Ok(()) => HandOver::Committed(described),
             Err(err) => HandOver::Failed(err),
+        }
+    }
+
+    /// The final commit: `commits`, synchronously, sent again every 200 ms while refused and
+    /// `deadline` leaves room. Its partitions are already out of the book, so a revocation
+    /// meanwhile (the group may be rebalancing: that is why a commit is refused) takes its
+    /// partitions' entries from [`FinalCommit`] and commits them itself
+    /// ([`TrackerContext::revoke_final`]); each attempt here sends only what is left. Entries
+    /// still pending when the deadline passes stay there, for the revocation when the tracker
+    /// leaves the group to try once more.
+    fn commit_final<C: Consumer<TrackerContext>>(
+        &self,
+        consumer: &C,
+        commits: TopicPartitionList,
+        deadline: Instant,
+    ) -> HandOver {
+        let all = commits.count();
+        if let Ok(mut slot) = self.final_commit.lock() {
+            *slot = FinalCommit {
+                pending: Some(commits),
+                lost_any: false,
+            };
+        }
+        let mut attempt = 0u32;
+        loop {
+            let Ok(mut slot) = self.final_commit.lock() else {
+                return HandOver::Lost;
+            };
+            let pending = slot.pending.clone().unwrap_or_default();
+            if pending.count() == 0 {
+                return if slot.lost_any {
+                    HandOver::Lost
+                } else {
+                    HandOver::RevokedMeanwhile
+                };
+            }
+            attempt += 1;
+            // Under the lock: a revocation waits for this attempt's answer (see FinalCommit).
+            match consumer.commit(&pending, CommitMode::Sync) {
+                Ok(()) => {
+                    slot.pending = None;
+                    let described = describe_commits(&pending);
+                    return HandOver::Committed(if pending.count() == all {
+                        described
+                    } else {
+                        format!("{described}; the others were revoked meanwhile (see their line)")
+                    });
+                }
+                Err(err) if Instant::now() + Duration::from_millis(200) >= deadline => {
+                    return HandOver::Failed(err);
+                }
+                Err(err) => {
+                    drop(slot);
+                    warn!(
+                        event = "final_commit_retry",
+                        attempt,
+                        error = %err,
+                        "final commit refused ({err}); sending it again in 200 ms"
+                    );
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+
+    /// A revocation during (or after) the final commit: takes the entries of `revoked` out of
+    /// [`FinalCommit`] and, unless the partitions were `lost`, commits them (one attempt: inside
+    /// the callback the group cannot move on). Waits for a final commit attempt in flight.
+    fn revoke_final<C: Consumer<TrackerContext>>(&self, consumer: &C, revoked: &[i32], lost: bool) {
+        let Ok(mut slot) = self.final_commit.lock() else {
+            return;
+        };
+        let Some(pending) = slot.pending.take() else {
+            return;
+        };
+        let (taken, kept) = match (
+            only_partitions(&pending, revoked),
+            only_partitions(&pending, &except(&pending, revoked)),
+        ) {
+            (Ok(taken), Ok(kept)) => (taken, kept),
+            _ => return,
+        };
+        slot.pending = Some(kept);
+        if taken.count() == 0 {
+            return;
+        }
+        if lost {
+            slot.lost_any = true;
+            return;
+        }
+        let described = describe_commits(&taken);
+        match consumer.commit(&taken, CommitMode::Sync) {
+            Ok(()) => info!(
+                event = "revoke_commit",
+                offsets = %described,
+                "handed over at {described} (the final commit's, revoked while it waited)"
+            ),
+            Err(err) => warn!(
+                event = "revoke_commit_failed",
+                error = %err,
+                "the final commit's offsets for the revoked partitions not committed ({err}); \
+                 the next owner re-reads from the previous commit"
+            ),
         }
     }
 }
@@ -240,21 +333,23 @@ pub enum HandOver {
     NotAcked(Acked),
     /// The commit failed.
     Failed(KafkaError),
-    /// The commit was refused until librdkafka no longer assigned any of the partitions to
-    /// this member (a refusal for an ended generation makes it drop them as lost): nothing
-    /// committed.
+    /// The final commit was refused until none of its partitions was this member's any more,
+    /// and at least one was lost (a refusal for an ended generation makes librdkafka drop them
+    /// as lost): nothing committed by it. Those revoked meanwhile say so in their own line.
     Lost,
+    /// Every partition of the final commit was revoked while it waited, and its revocation
+    /// committed it (see that `revoke_commit` line).
+    RevokedMeanwhile,
 }
 
-/// What a commit retried by [`commit_retrying`] committed.
-#[derive(Debug)]
-pub enum Committed {
-    /// Every entry asked for.
-    All,
-    /// Only these entries: the member no longer held the others' partitions.
-    Some(TopicPartitionList),
-    /// None: the member held none of the partitions any more.
-    None,
+/// The shutdown's final commit while it is being made ([`TrackerContext::commit_final`]): the
+/// entries not committed yet. A revocation meanwhile commits its partitions' entries itself, and
+/// a loss drops them, under this lock, which the final commit holds while a commit of its is in
+/// flight: so this member never commits a partition after its revocation let it go.
+#[derive(Debug, Default)]
+struct FinalCommit {
+    pending: Option<TopicPartitionList>,
+    lost_any: bool,
 }
 
 /// `orders[0,2,4]`
@@ -359,6 +454,7 @@ impl ConsumerContext for TrackerContext {
                     if let Ok(mut book) = self.book.lock() {
                         book.forget(&revoked);
                     }
+                    self.revoke_final(consumer, &revoked, true);
                 } else {
                     // Hand over before letting the partitions go, so that the next owner
                     // starts right after the last handled message.
@@ -383,14 +479,11 @@ impl ConsumerContext for TrackerContext {
                             "commit on revocation failed; the next owner replays from the last \
                              checkpoint"
                         ),
-                        // Only a retried commit ends so; a revocation's is tried once.
-                        HandOver::Lost => warn!(
-                            event = "revoke_commit_failed",
-                            error = "partitions lost",
-                            "commit on revocation not made; the next owner replays from the \
-                             last checkpoint"
-                        ),
+                        // Only the final commit ends so.
+                        HandOver::Lost | HandOver::RevokedMeanwhile => {}
                     }
+                    // Partitions the final commit took out of the book are committed here.
+                    self.revoke_final(consumer, &revoked, false);
                 }
                 let result = if cooperative {
                     consumer.incremental_unassign(partitions)
@@ -436,7 +529,8 @@ impl ConsumerContext for TrackerContext {
                 warn!(
                     event = "commit_failed",
                     error = %err,
-                    "offset commit failed; the next checkpoint sends it again"
+                    "offset commit failed; a checkpoint's is sent again by the next one, a \
+                     synchronous commit's fate is logged by the step that sent it"
                 );
                 let partitions: Vec<i32> =
                     offsets.elements().iter().map(|e| e.partition()).collect();
@@ -458,32 +552,15 @@ pub fn commit_synchronously<C: Consumer<TrackerContext>>(
     commits: &TopicPartitionList,
     limit: Duration,
 ) -> KafkaResult<()> {
-    // A partition no longer in the book was handed over by a revocation, which committed it,
-    // or lost to another member: either way not this commit's to make.
-    commit_retrying(consumer, commits, Instant::now() + limit, || {
-        book.lock().map(|book| book.owned()).unwrap_or_default()
-    })
-    .map(|_| ())
-}
-
-/// Commits the entries of `commits` for the partitions `owned` names, synchronously, and again
-/// every 200 ms while the commit is refused and `deadline` leaves room, asking `owned` afresh
-/// before each attempt (a partition handed to another member meanwhile must not be committed
-/// over its new owner's progress). Says which entries it committed.
-fn commit_retrying<C: Consumer<TrackerContext>>(
-    consumer: &C,
-    commits: &TopicPartitionList,
-    deadline: Instant,
-    owned: impl Fn() -> Vec<i32>,
-) -> KafkaResult<Committed> {
+    let deadline = Instant::now() + limit;
     loop {
-        let still_owned = only_partitions(commits, &owned())?;
+        let owned = book.lock().map(|book| book.owned()).unwrap_or_default();
+        let still_owned = only_partitions(commits, &owned)?;
         if still_owned.count() == 0 {
-            return Ok(Committed::None);
+            return Ok(());
         }
         match consumer.commit(&still_owned, CommitMode::Sync) {
-            Ok(()) if still_owned.count() == commits.count() => return Ok(Committed::All),
-            Ok(()) => return Ok(Committed::Some(still_owned)),
+            Ok(()) => return Ok(()),
             Err(err) if Instant::now() + Duration::from_millis(200) >= deadline => {
                 return Err(err);
             }
@@ -495,18 +572,14 @@ fn commit_retrying<C: Consumer<TrackerContext>>(
     }
 }
 
-/// The entries of `commits` whose partitions `sent` does not list.
-fn without(commits: &TopicPartitionList, sent: &TopicPartitionList) -> TopicPartitionList {
-    let mut left = TopicPartitionList::new();
-    for element in commits.elements() {
-        if sent
-            .find_partition(element.topic(), element.partition())
-            .is_none()
-        {
-            left.add_partition(element.topic(), element.partition());
-        }
-    }
-    left
+/// The partitions of `commits` that `partitions` does not name.
+fn except(commits: &TopicPartitionList, partitions: &[i32]) -> Vec<i32> {
+    commits
+        .elements()
+        .iter()
+        .map(|element| element.partition())
+        .filter(|partition| !partitions.contains(partition))
+        .collect()
 }
 
 /// The entries of `commits` for `partitions`, with their offsets and metadata.
@@ -674,7 +747,8 @@ pub async fn commit_leave_close(
         Some(HandOver::Failed(err)) => warn!(
             event = "final_commit_failed",
             error = %err,
-            "final commit failed; the next owner re-reads from the previous commit"
+            "final commit failed ({err}); the revocation on leaving the group tries it once \
+             more, else the next owner re-reads from the previous commit"
         ),
         Some(HandOver::Lost) => warn!(
             event = "final_commit_failed",
@@ -682,6 +756,15 @@ pub async fn commit_leave_close(
             "final commit refused until the group took the partitions from this member; nothing \
              committed, the next owner re-reads from the previous commit"
         ),
+        Some(HandOver::RevokedMeanwhile) => {
+            stopping.completed("final_commit");
+            info!(
+                event = "final_commit",
+                offsets = "none",
+                "final commit: every partition was revoked while it waited, and committed at \
+                 its revocation (see the revoke_commit lines)"
+            )
+        }
         None => warn!(
             event = "final_commit_timed_out",
             timeout_ms = limit.as_millis() as u64,

@@ -139,7 +139,7 @@ fn stop_with_commits_refused(refusals: &[RDKafkaRespErr]) -> (Vec<Event>, usize)
     let started = names.iter().position(|n| *n == "shutdown_started");
     let refused = names[started.expect("shutdown_started")..]
         .iter()
-        .filter(|name| **name == "commit_failed")
+        .filter(|name| **name == "final_commit_retry")
         .count();
     assert!(
         refused >= 1,
@@ -158,11 +158,15 @@ fn stop_with_commits_refused(refusals: &[RDKafkaRespErr]) -> (Vec<Event>, usize)
     (events, order_lines(&successor.events()).len())
 }
 
-/// The outcome event of the final commit, which must be the only one.
+/// The outcome event of the final commit, which must be the only one (its retries are not
+/// outcomes).
 fn final_commit_outcome(events: &[Event]) -> &Event {
     let outcomes: Vec<&Event> = events
         .iter()
-        .filter(|e| e.name().is_some_and(|n| n.starts_with("final_commit")))
+        .filter(|e| {
+            e.name()
+                .is_some_and(|n| n.starts_with("final_commit") && n != "final_commit_retry")
+        })
         .collect();
     assert_eq!(outcomes.len(), 1, "{outcomes:?}");
     outcomes[0]
