@@ -47,7 +47,7 @@
 //! - On shutdown ([`commit_leave_close`]) the tracker has stopped taking messages; it hands
 //!   over every partition (`event="final_commit"`; a refused commit is sent again within its
 //!   deadline, and a partition revoked meanwhile is committed by its revocation, see
-//!   [`TrackerContext::commit_final`]), unsubscribes so that librdkafka revokes its
+//!   `TrackerContext::commit_final`), unsubscribes so that librdkafka revokes its
 //!   partitions and sends LeaveGroup (the others rebalance at once instead of waiting for a
 //!   session timeout; `event="left_group"`), then closes the consumer
 //!   (`event="consumer_closed"`). Each step has a deadline inside the shutdown budget
