@@ -171,10 +171,10 @@ impl TrackerContext {
     /// them, waits up to `ack_limit` for every part sent so far to be acknowledged, then
     /// commits synchronously right after each partition's last handled message. Blocking.
     ///
-    /// With `retry_until`, a refused commit is sent again until then, each time only for the
-    /// partitions librdkafka still assigns to this member (the shutdown's final commit: see
-    /// [`commit_leave_close`]). Without, one attempt (a revocation: inside the rebalance
-    /// callback the group cannot move on, so an attempt again would meet the same refusal).
+    /// With `retry_until`, the shutdown's final commit ([`TrackerContext::commit_final`]): a
+    /// refused commit is sent again until then. Without, one attempt (a revocation: inside the
+    /// rebalance callback the group cannot move on, so an attempt again would meet the same
+    /// refusal).
     pub fn hand_over<C: Consumer<TrackerContext>>(
         &self,
         consumer: &C,
@@ -225,7 +225,7 @@ impl TrackerContext {
         if let Ok(mut slot) = self.final_commit.lock() {
             *slot = FinalCommit {
                 pending: Some(commits),
-                lost_any: false,
+                uncommitted_any: false,
             };
         }
         let mut attempt = 0u32;
@@ -235,7 +235,7 @@ impl TrackerContext {
             };
             let pending = slot.pending.clone().unwrap_or_default();
             if pending.count() == 0 {
-                return if slot.lost_any {
+                return if slot.uncommitted_any {
                     HandOver::Lost
                 } else {
                     HandOver::RevokedMeanwhile
@@ -292,7 +292,7 @@ impl TrackerContext {
             return;
         }
         if lost {
-            slot.lost_any = true;
+            slot.uncommitted_any = true;
             return;
         }
         let described = describe_commits(&taken);
@@ -302,12 +302,15 @@ impl TrackerContext {
                 offsets = %described,
                 "handed over at {described} (the final commit's, revoked while it waited)"
             ),
-            Err(err) => warn!(
-                event = "revoke_commit_failed",
-                error = %err,
-                "the final commit's offsets for the revoked partitions not committed ({err}); \
-                 the next owner re-reads from the previous commit"
-            ),
+            Err(err) => {
+                slot.uncommitted_any = true;
+                warn!(
+                    event = "revoke_commit_failed",
+                    error = %err,
+                    "the final commit's offsets for the revoked partitions not committed \
+                     ({err}); the next owner re-reads from the previous commit"
+                )
+            }
         }
     }
 }
@@ -334,8 +337,9 @@ pub enum HandOver {
     /// The commit failed.
     Failed(KafkaError),
     /// The final commit was refused until none of its partitions was this member's any more,
-    /// and at least one was lost (a refusal for an ended generation makes librdkafka drop them
-    /// as lost): nothing committed by it. Those revoked meanwhile say so in their own line.
+    /// and not every one was committed by its revocation: at least one was lost (a refusal for
+    /// an ended generation makes librdkafka drop them as lost) or its revocation's commit
+    /// failed. Each revocation says what it did in its own line.
     Lost,
     /// Every partition of the final commit was revoked while it waited, and its revocation
     /// committed it (see that `revoke_commit` line).
@@ -349,7 +353,8 @@ pub enum HandOver {
 #[derive(Debug, Default)]
 struct FinalCommit {
     pending: Option<TopicPartitionList>,
-    lost_any: bool,
+    /// A partition was taken from it and not committed: lost, or its revocation's commit failed.
+    uncommitted_any: bool,
 }
 
 /// `orders[0,2,4]`
@@ -752,9 +757,10 @@ pub async fn commit_leave_close(
         ),
         Some(HandOver::Lost) => warn!(
             event = "final_commit_failed",
-            error = "partitions lost",
-            "final commit refused until the group took the partitions from this member; nothing \
-             committed, the next owner re-reads from the previous commit"
+            error = "partitions taken",
+            "final commit refused until the group took the partitions from this member, and not \
+             all were committed at their revocation (see partitions_lost, revoke_commit_failed); \
+             the next owner of those re-reads from the previous commit"
         ),
         Some(HandOver::RevokedMeanwhile) => {
             stopping.completed("final_commit");
