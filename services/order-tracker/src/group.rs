@@ -78,6 +78,10 @@ use tracing::{debug, error, info, warn};
 /// How long a handover at revocation waits for its window parts to be acknowledged.
 const REVOKE_ACK_LIMIT: Duration = Duration::from_secs(10);
 
+/// How long a refused synchronous commit (the final one, a quiet partition's) waits before it
+/// is sent again.
+const COMMIT_RETRY_PAUSE: Duration = Duration::from_millis(200);
+
 /// How long the assignment callback waits for the committed offsets' metadata.
 const COMMITTED_LIMIT: Duration = Duration::from_secs(10);
 
@@ -253,7 +257,7 @@ impl TrackerContext {
                         format!("{described}; the others were revoked meanwhile (see their line)")
                     });
                 }
-                Err(err) if Instant::now() + Duration::from_millis(200) >= deadline => {
+                Err(err) if Instant::now() + COMMIT_RETRY_PAUSE >= deadline => {
                     return HandOver::Failed(err);
                 }
                 Err(err) => {
@@ -262,9 +266,10 @@ impl TrackerContext {
                         event = "final_commit_retry",
                         attempt,
                         error = %err,
-                        "final commit refused ({err}); sending it again in 200 ms"
+                        "final commit refused ({err}); sending it again in {} ms",
+                        COMMIT_RETRY_PAUSE.as_millis()
                     );
-                    std::thread::sleep(Duration::from_millis(200));
+                    std::thread::sleep(COMMIT_RETRY_PAUSE);
                 }
             }
         }
@@ -566,12 +571,12 @@ pub fn commit_synchronously<C: Consumer<TrackerContext>>(
         }
         match consumer.commit(&still_owned, CommitMode::Sync) {
             Ok(()) => return Ok(()),
-            Err(err) if Instant::now() + Duration::from_millis(200) >= deadline => {
+            Err(err) if Instant::now() + COMMIT_RETRY_PAUSE >= deadline => {
                 return Err(err);
             }
             Err(err) => {
                 warn!(event = "commit_failed", error = %err, "commit failed; retrying");
-                std::thread::sleep(Duration::from_millis(200));
+                std::thread::sleep(COMMIT_RETRY_PAUSE);
             }
         }
     }
