@@ -44,7 +44,7 @@ use rdkafka::statistics::Statistics;
 use service_runtime::config::ConfigError;
 use service_runtime::delivery::ServedProducer;
 use service_runtime::health::{HealthBindError, HealthServer, Readiness};
-use service_runtime::kafka::{ErrorLog, flush_promptly};
+use service_runtime::kafka::{AppliesTo, ErrorLog, flush_promptly};
 use service_runtime::launch::Outcome;
 use service_runtime::metrics::{LatencyHistogram, register_build_info};
 use service_runtime::shutdown::Shutdown;
@@ -287,6 +287,9 @@ pub async fn run(config: ProducerConfig, shutdown: Shutdown) -> Result<Outcome, 
         intake_port = config.intake_port.map_or("off".to_string(), |p| p.to_string()),
         "order-producer starting"
     );
+    config
+        .kafka
+        .warn_without_effect("order-producer", &[AppliesTo::Producer]);
     let kafka: Kafka = config
         .producer
         .create_with_context(OrderDeliveryContext {

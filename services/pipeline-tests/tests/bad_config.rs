@@ -118,3 +118,43 @@ fn secrets_never_reach_the_logs() {
         );
     }
 }
+
+/// One set of `KAFKA_*` variables serves every client of a service: a property reaches only
+/// the clients librdkafka applies it to, so librdkafka never warns that it "will be ignored",
+/// and one that no client of the service takes is named once at start.
+#[test]
+fn a_kafka_property_for_another_kind_of_client_is_not_warned_about_as_ignored() {
+    let session = ("KAFKA_SESSION_TIMEOUT_MS", "7000"); // consumers only
+    let linger = ("KAFKA_LINGER_MS", "20"); // producers only
+    for (binary, without_effect) in [("order-producer", true), ("order-tracker", false)] {
+        let mut service = Service::builder(binary, "127.0.0.1:1")
+            .env("HEALTH_PORT", pipeline_tests::free_port())
+            .env(session.0, session.1)
+            .env(linger.0, linger.1)
+            .spawn();
+        assert!(
+            service.wait_for_event("starting", Duration::from_secs(10)),
+            "{}",
+            service.report()
+        );
+        // librdkafka's start-up warnings reach the log when its clients are first polled.
+        std::thread::sleep(Duration::from_secs(1));
+        service.terminate();
+        service.wait_exit(Duration::from_secs(20));
+        let everything = format!("{}\n{}", service.stdout().join("\n"), service.stderr());
+        assert!(
+            !everything.contains("will be ignored"),
+            "{binary}: {everything}"
+        );
+        let named: Vec<&str> = everything
+            .lines()
+            .filter(|line| line.contains("kafka_setting_without_effect"))
+            .collect();
+        if without_effect {
+            assert_eq!(named.len(), 1, "{binary}: {everything}");
+            assert!(named[0].contains(session.0), "{binary}: {named:?}");
+        } else {
+            assert!(named.is_empty(), "{binary}: {named:?}");
+        }
+    }
+}

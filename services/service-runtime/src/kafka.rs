@@ -14,6 +14,13 @@
 //! [`KafkaSettings::producer`], [`KafkaSettings::consumer`] or [`KafkaSettings::admin`]; these
 //! also ask librdkafka to parse the result, so an unknown property or a refused value stops the
 //! service at start naming its variable, and `run` only creates clients from a [`ClientSettings`].
+//!
+//! An operator property reaches only the clients it applies to, by librdkafka's own table
+//! (`build.rs`): `KAFKA_SESSION_TIMEOUT_MS` configures the tracker's consumer, not its
+//! dead-letter producer, which librdkafka would otherwise warn "will be ignored by this
+//! producer instance" about at every start, as if the setting were lost. Its value is still
+//! checked with every client's configuration. A property that applies to none of a service's
+//! clients is named in one warning at start ([`KafkaSettings::without_effect`]).
 
 use crate::config::{ConfigError, Env, Setting};
 use rdkafka::ClientConfig;
@@ -53,6 +60,32 @@ pub const CLIENT_PROPERTIES: Setting<String> = Setting {
     accepts: "any librdkafka client property, upper-cased with `.` written `_` (`__` for `_`, `___` for `-`): KAFKA_SECURITY_PROTOCOL=SASL_SSL sets security.protocol; unknown properties are refused",
     parse: |text| Some(text.to_string()),
 };
+
+/// The kind of client a librdkafka property applies to (librdkafka's "C/P" column). An admin
+/// client is a producer to librdkafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppliesTo {
+    Consumer,
+    Producer,
+    Both,
+}
+
+include!(concat!(env!("OUT_DIR"), "/property_applies_to.rs"));
+
+impl AppliesTo {
+    /// What librdkafka's table says of `property`; `Both` for one it does not list (a hidden
+    /// property), which is then given to every client as before.
+    pub fn property(property: &str) -> AppliesTo {
+        PROPERTY_APPLIES_TO
+            .binary_search_by(|(name, _)| name.cmp(&property))
+            .map_or(AppliesTo::Both, |found| PROPERTY_APPLIES_TO[found].1)
+    }
+
+    /// Whether a client of kind `client` (`Consumer` or `Producer`) takes such a property.
+    fn reaches(self, client: AppliesTo) -> bool {
+        self == AppliesTo::Both || self == client
+    }
+}
 
 /// A setting the service fixes, with why, so the refusal can say it.
 struct Fixed {
@@ -300,7 +333,12 @@ impl KafkaSettings {
 
     /// An idempotent producer: `acks=all`, `enable.idempotence=true`, lz4, 10 ms linger.
     pub fn producer(&self, client_id: &str) -> Result<ClientSettings, ConfigError> {
-        self.build(client_id, PRODUCER_DEFAULTS, PRODUCER_FIXED)
+        self.build(
+            client_id,
+            AppliesTo::Producer,
+            PRODUCER_DEFAULTS,
+            PRODUCER_FIXED,
+        )
     }
 
     /// A group consumer that never stores or commits an offset by itself
@@ -318,6 +356,7 @@ impl KafkaSettings {
         }
         self.build(
             client_id,
+            AppliesTo::Consumer,
             &[CONSUMER_DEFAULTS, &[("group.id", group_id)]].concat(),
             CONSUMER_FIXED,
         )
@@ -328,6 +367,7 @@ impl KafkaSettings {
     pub fn topic_reader(&self, client_id: &str) -> Result<ClientSettings, ConfigError> {
         self.build(
             client_id,
+            AppliesTo::Consumer,
             &[
                 ("group.id", client_id),
                 ("enable.partition.eof", "true"),
@@ -337,14 +377,46 @@ impl KafkaSettings {
         )
     }
 
-    /// An admin client.
+    /// An admin client (a producer, to librdkafka: it takes producer properties only).
     pub fn admin(&self, client_id: &str) -> Result<ClientSettings, ConfigError> {
-        self.build(client_id, &[], &[])
+        self.build(client_id, AppliesTo::Producer, &[], &[])
+    }
+
+    /// The operator's variables whose property applies to none of `clients` (the kinds of
+    /// client a service creates), with their property: each has no effect on that service.
+    pub fn without_effect(&self, clients: &[AppliesTo]) -> Vec<(&str, &str)> {
+        self.properties
+            .iter()
+            .filter(|(property, _)| {
+                let applies = AppliesTo::property(property);
+                !clients.iter().any(|&client| applies.reaches(client))
+            })
+            .map(|(property, (_, variable))| (variable.as_str(), property.as_str()))
+            .collect()
+    }
+
+    /// Warns once for each variable of [`KafkaSettings::without_effect`], naming `service`.
+    pub fn warn_without_effect(&self, service: &str, clients: &[AppliesTo]) {
+        for (variable, property) in self.without_effect(clients) {
+            let applies = match AppliesTo::property(property) {
+                AppliesTo::Consumer => "consumers",
+                AppliesTo::Producer => "producers",
+                AppliesTo::Both => "clients",
+            };
+            tracing::warn!(
+                event = "kafka_setting_without_effect",
+                variable,
+                property,
+                "{variable} sets {property}, which librdkafka applies to {applies} only; \
+                 {service} has none, so it has no effect here"
+            );
+        }
     }
 
     fn build(
         &self,
         client_id: &str,
+        kind: AppliesTo,
         defaults: &[(&str, &str)],
         fixed: &[Fixed],
     ) -> Result<ClientSettings, ConfigError> {
@@ -379,6 +451,12 @@ impl KafkaSettings {
                     variable: CLIENT_PROPERTIES.name.into(),
                     reason: err.to_string(),
                 }));
+        }
+        // Checked above with the rest; given only to the clients they apply to.
+        for property in self.properties.keys() {
+            if !AppliesTo::property(property).reaches(kind) {
+                config.remove(property);
+            }
         }
         Ok(ClientSettings(config))
     }
@@ -624,6 +702,137 @@ mod tests {
         let explained = settings.explain(refusal).expect("a config error");
         assert_eq!(explained.variable(), "KAFKA_SASL_PASSWORD");
         assert!(!explained.to_string().contains("topsecret"), "{explained}");
+    }
+
+    /// librdkafka's table, read by build.rs: a few properties whose kind is well known.
+    #[test]
+    fn librdkafkas_table_says_which_client_each_property_applies_to() {
+        assert_eq!(
+            AppliesTo::property("session.timeout.ms"),
+            AppliesTo::Consumer
+        );
+        assert_eq!(AppliesTo::property("fetch.max.bytes"), AppliesTo::Consumer);
+        assert_eq!(AppliesTo::property("linger.ms"), AppliesTo::Producer);
+        assert_eq!(AppliesTo::property("acks"), AppliesTo::Producer);
+        assert_eq!(AppliesTo::property("bootstrap.servers"), AppliesTo::Both);
+        assert_eq!(AppliesTo::property("security.protocol"), AppliesTo::Both);
+        assert_eq!(AppliesTo::property("no.such.property"), AppliesTo::Both);
+    }
+
+    fn operator_tuning() -> KafkaSettings {
+        from_pairs(&[
+            ("KAFKA_SESSION_TIMEOUT_MS", "7000"),
+            ("KAFKA_LINGER_MS", "50"),
+            ("KAFKA_SOCKET_KEEPALIVE_ENABLE", "true"),
+        ])
+        .expect("settings")
+    }
+
+    #[test]
+    fn an_operator_property_reaches_only_the_clients_it_applies_to() {
+        let settings = operator_tuning();
+        for producer in [
+            settings.producer("p").expect("producer"),
+            settings.admin("a").expect("admin"),
+        ] {
+            assert_eq!(producer.get("linger.ms"), Some("50"));
+            assert_eq!(producer.get("socket.keepalive.enable"), Some("true"));
+            assert_eq!(producer.get("session.timeout.ms"), None);
+        }
+        for consumer in [
+            settings.consumer("c", "g").expect("consumer"),
+            settings.topic_reader("r").expect("reader"),
+        ] {
+            assert_eq!(consumer.get("session.timeout.ms"), Some("7000"));
+            assert_eq!(consumer.get("socket.keepalive.enable"), Some("true"));
+            assert_eq!(consumer.get("linger.ms"), None);
+        }
+    }
+
+    #[test]
+    fn a_value_is_checked_even_by_a_client_it_does_not_reach() {
+        let settings = from_pairs(&[("KAFKA_SESSION_TIMEOUT_MS", "soon")]).expect("settings");
+        let err = settings.producer("p").expect_err("refused");
+        assert_eq!(err.variable(), "KAFKA_SESSION_TIMEOUT_MS");
+    }
+
+    /// Keeps what librdkafka logs while a client is created.
+    #[derive(Default)]
+    struct LogCapture(Mutex<Vec<String>>);
+
+    impl ClientContext for LogCapture {
+        fn log(&self, _level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+            if let Ok(mut lines) = self.0.lock() {
+                lines.push(format!("{fac}: {log_message}"));
+            }
+        }
+    }
+
+    impl rdkafka::consumer::ConsumerContext for LogCapture {}
+
+    impl ProducerContext for LogCapture {
+        type DeliveryOpaque = ();
+        fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: ()) {}
+    }
+
+    /// The point of the table: librdkafka itself, with its warnings on, says nothing about
+    /// the operator's properties when the tracker's kinds of client are created.
+    #[test]
+    fn librdkafka_warns_of_no_operator_property_as_ignored() {
+        let settings = operator_tuning();
+        let created = |config: ClientSettings, consumer: bool| {
+            let mut config = config.0;
+            config.set("bootstrap.servers", "127.0.0.1:1");
+            config.set_log_level(RDKafkaLogLevel::Warning);
+            let context = LogCapture::default();
+            if consumer {
+                let client: rdkafka::consumer::BaseConsumer<LogCapture> =
+                    config.create_with_context(context).expect("consumer");
+                // Its start-up log lines wait in its queue until it is polled.
+                for _ in 0..5 {
+                    let _ = client.poll(Duration::from_millis(20));
+                }
+                rdkafka::consumer::Consumer::context(&client)
+                    .0
+                    .lock()
+                    .expect("lines")
+                    .clone()
+            } else {
+                let client: rdkafka::producer::BaseProducer<LogCapture> =
+                    config.create_with_context(context).expect("producer");
+                for _ in 0..5 {
+                    client.poll(Duration::from_millis(20));
+                }
+                Producer::context(&client).0.lock().expect("lines").clone()
+            }
+        };
+        let mut lines = created(settings.producer("p").expect("producer"), false);
+        lines.extend(created(
+            settings.consumer("c", "g").expect("consumer"),
+            true,
+        ));
+        assert!(
+            !lines.iter().any(|line| line.contains("will be ignored")),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn a_property_no_client_of_the_service_takes_is_named() {
+        let settings = operator_tuning();
+        assert_eq!(
+            settings.without_effect(&[AppliesTo::Producer]),
+            vec![("KAFKA_SESSION_TIMEOUT_MS", "session.timeout.ms")]
+        );
+        assert_eq!(
+            settings.without_effect(&[AppliesTo::Consumer]),
+            vec![("KAFKA_LINGER_MS", "linger.ms")]
+        );
+        assert!(
+            settings
+                .without_effect(&[AppliesTo::Consumer, AppliesTo::Producer])
+                .is_empty()
+        );
     }
 }
 
