@@ -28,6 +28,14 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// [`SCHEMA_VERSION`] as text, for the `schema-version` header (a test checks they agree).
 pub const SCHEMA_VERSION_TEXT: &str = "1";
 
+/// The headers every order message carries (README, "The order contract"): the value's media
+/// type, [`CONTENT_TYPE`], and its schema version, [`SCHEMA_VERSION_TEXT`].
+pub const CONTENT_TYPE_HEADER: &str = "content-type";
+/// See [`CONTENT_TYPE_HEADER`].
+pub const SCHEMA_VERSION_HEADER: &str = "schema-version";
+/// The value of the [`CONTENT_TYPE_HEADER`] header.
+pub const CONTENT_TYPE: &str = "application/json";
+
 /// The JSON Schema of an order, for validation by tests and other clients.
 pub const ORDER_SCHEMA_JSON: &str = include_str!("../schema/order.v1.schema.json");
 

@@ -30,7 +30,10 @@ mod intake_request;
 use crate::config::ProducerConfig;
 use crate::intake::{Intake, IntakeBindError};
 use order_contract::samples::{GeneratedOrder, OrderGenerator};
-use order_contract::{Money, Order, SCHEMA_VERSION, SCHEMA_VERSION_TEXT};
+use order_contract::{
+    CONTENT_TYPE, CONTENT_TYPE_HEADER, Money, Order, SCHEMA_VERSION, SCHEMA_VERSION_HEADER,
+    SCHEMA_VERSION_TEXT,
+};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -520,11 +523,11 @@ pub fn contract_headers(schema_version: u32) -> OwnedHeaders {
     };
     OwnedHeaders::new_with_capacity(2)
         .insert(Header {
-            key: "content-type",
-            value: Some("application/json"),
+            key: CONTENT_TYPE_HEADER,
+            value: Some(CONTENT_TYPE),
         })
         .insert(Header {
-            key: "schema-version",
+            key: SCHEMA_VERSION_HEADER,
             value: Some(version.as_ref()),
         })
 }
