@@ -59,7 +59,7 @@ use crate::checkpoints::{Carried, SharedBook, decode_metadata, describe_commits}
 use crate::config::StartFrom;
 use crate::fetching::{DRAIN_LIMIT, Pipeline, report_drain};
 use crate::metrics::TrackerMetrics;
-use crate::stopping::{Stopping, on_own_thread};
+use crate::stopping::{FINAL_COMMIT, LEAVE_GROUP, Stopping, on_own_thread};
 use crate::window_stats::{Acked, StatsPublisher};
 use chrono::Utc;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
@@ -235,14 +235,14 @@ impl TrackerContext {
         let mut attempt = 0u32;
         loop {
             let Ok(mut slot) = self.final_commit.lock() else {
-                return HandOver::Lost;
+                return HandOver::TakenUncommitted;
             };
             let pending = slot.pending.clone().unwrap_or_default();
             if pending.count() == 0 {
                 return if slot.uncommitted_any {
-                    HandOver::Lost
+                    HandOver::TakenUncommitted
                 } else {
-                    HandOver::RevokedMeanwhile
+                    HandOver::CommittedByRevocations
                 };
             }
             attempt += 1;
@@ -345,10 +345,10 @@ pub enum HandOver {
     /// and not every one was committed by its revocation: at least one was lost (a refusal for
     /// an ended generation makes librdkafka drop them as lost) or its revocation's commit
     /// failed. Each revocation says what it did in its own line.
-    Lost,
+    TakenUncommitted,
     /// Every partition of the final commit was revoked while it waited, and its revocation
     /// committed it (see that `revoke_commit` line).
-    RevokedMeanwhile,
+    CommittedByRevocations,
 }
 
 /// The shutdown's final commit while it is being made ([`TrackerContext::commit_final`]): the
@@ -490,7 +490,7 @@ impl ConsumerContext for TrackerContext {
                              checkpoint"
                         ),
                         // Only the final commit ends so.
-                        HandOver::Lost | HandOver::RevokedMeanwhile => {}
+                        HandOver::TakenUncommitted | HandOver::CommittedByRevocations => {}
                     }
                     // Partitions the final commit took out of the book are committed here.
                     self.revoke_final(consumer, &revoked, false);
@@ -720,7 +720,7 @@ pub async fn commit_leave_close(
     // second apart (`pipeline-tests --test shutdown`). Leaving needs no more than tens of
     // milliseconds once the join is answered, and cannot happen before. Up to 60% of this
     // share waits for the window parts' acknowledgements.
-    let limit = stopping.deadline_for(0.75, 0.2);
+    let limit = stopping.deadline_for(FINAL_COMMIT);
     let committing = consumer.clone();
     let ack_limit = limit.mul_f64(0.6);
     let retry_until = Instant::now() + limit;
@@ -760,14 +760,14 @@ pub async fn commit_leave_close(
             "final commit failed ({err}); the revocation on leaving the group tries it once \
              more, else the next owner re-reads from the previous commit"
         ),
-        Some(HandOver::Lost) => warn!(
+        Some(HandOver::TakenUncommitted) => warn!(
             event = "final_commit_failed",
             error = "partitions taken",
             "final commit refused until the group took the partitions from this member, and not \
              all were committed at their revocation (see partitions_lost, revoke_commit_failed); \
              the next owner of those re-reads from the previous commit"
         ),
-        Some(HandOver::RevokedMeanwhile) => {
+        Some(HandOver::CommittedByRevocations) => {
             stopping.completed("final_commit");
             info!(
                 event = "final_commit",
@@ -787,7 +787,7 @@ pub async fn commit_leave_close(
 
     // Up to half the budget, leaving a tenth for closing. The leave runs as its own task so
     // that a revocation callback blocked inside librdkafka cannot hold this clock.
-    let limit = stopping.deadline_for(0.5, 0.1);
+    let limit = stopping.deadline_for(LEAVE_GROUP);
     let leaving = tokio::spawn(leave_group(consumer.clone(), manual, limit));
     let abort = leaving.abort_handle();
     let leave = match tokio::time::timeout(limit + Duration::from_millis(200), leaving).await {

@@ -94,7 +94,7 @@ use service_runtime::launch::Outcome;
 use service_runtime::shutdown::Shutdown;
 use std::sync::Arc;
 use std::time::Duration;
-use stopping::{Stopping, on_own_thread};
+use stopping::{DEAD_LETTER_FLUSH, Stopping, on_own_thread};
 use tracing::{error, info, warn};
 
 /// Why the tracker could not run at all.
@@ -602,7 +602,7 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
         Stopping::begin(budget)
     };
     tracker.log_summary("final_stats", "stopping, no new orders taken; final stats");
-    let limit = stopping.deadline_for(0.25, 0.75);
+    let limit = stopping.deadline_for(DEAD_LETTER_FLUSH);
     let dead_letters = tracker.dead_letters;
     let flushed = on_own_thread("dead-letter-flush", limit, move || {
         let flushed = dead_letters.flush(limit);

@@ -32,6 +32,43 @@ pub const STEPS: &[&str] = &[
     "consumer_close",
 ];
 
+/// How much of the budget a shutdown step may take: at most `of_budget` of the whole budget,
+/// and never past the budget minus `reserve` of it, which is left for the steps after it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Share {
+    pub of_budget: f64,
+    pub reserve: f64,
+}
+
+/// Flushing the dead letters not yet acknowledged: a quarter, keeping three quarters for the
+/// group.
+pub const DEAD_LETTER_FLUSH: Share = Share {
+    of_budget: 0.25,
+    reserve: 0.75,
+};
+
+/// The final commit: up to three quarters, leaving a fifth for leaving and closing
+/// (`group::commit_leave_close` says why it needs that much).
+pub const FINAL_COMMIT: Share = Share {
+    of_budget: 0.75,
+    reserve: 0.2,
+};
+
+/// Leaving the group: up to half, leaving a tenth for closing. Closing takes what is left.
+pub const LEAVE_GROUP: Share = Share {
+    of_budget: 0.5,
+    reserve: 0.1,
+};
+
+/// What a step with `share` may take of `budget` once `spent` of it is gone.
+fn allowance(budget: Duration, spent: Duration, share: Share) -> Duration {
+    let cap = budget.mul_f64(share.of_budget);
+    let until_reserve = budget
+        .saturating_sub(spent)
+        .saturating_sub(budget.mul_f64(share.reserve));
+    cap.min(until_reserve)
+}
+
 /// A shutdown in progress: its budget, the steps done, and the armed watchdog.
 #[derive(Debug)]
 pub struct Stopping {
@@ -97,14 +134,9 @@ impl Stopping {
         self.budget.saturating_sub(self.started.elapsed())
     }
 
-    /// How long a step may take: at most `share` of the whole budget, and never past the budget
-    /// minus `reserve` (left for the steps after it).
-    pub fn deadline_for(&self, share: f64, reserve: f64) -> Duration {
-        let cap = self.budget.mul_f64(share);
-        let until_reserve = self
-            .remaining()
-            .saturating_sub(self.budget.mul_f64(reserve));
-        cap.min(until_reserve)
+    /// How long a step may take now, by its [`Share`].
+    pub fn deadline_for(&self, share: Share) -> Duration {
+        allowance(self.budget, self.started.elapsed(), share)
     }
 
     /// Records that `step` (one of [`STEPS`]) completed, for the watchdog's report.
@@ -167,12 +199,43 @@ mod tests {
             budget: Duration::from_secs(8),
             completed: Arc::default(),
         };
-        let commit = stopping.deadline_for(0.25, 0.5);
+        let share = |of_budget, reserve| Share { of_budget, reserve };
+        let commit = stopping.deadline_for(share(0.25, 0.5));
         assert!(commit <= Duration::from_secs(2) && commit > Duration::from_millis(1900));
-        let close = stopping.deadline_for(1.0, 0.0);
+        let close = stopping.deadline_for(share(1.0, 0.0));
         assert!(close <= Duration::from_secs(8) && close > Duration::from_millis(7900));
-        let squeezed = stopping.deadline_for(1.0, 0.99);
+        let squeezed = stopping.deadline_for(share(1.0, 0.99));
         assert!(squeezed <= Duration::from_millis(80));
+    }
+
+    /// The real shares, chained as a shutdown runs them, each step using all it is allowed (a
+    /// dead broker): the steps together fit the budget, and each still gets what the README
+    /// promises (the final commit over half the budget, leaving and closing a tenth each).
+    #[test]
+    fn the_steps_fit_the_budget_even_when_each_uses_all_it_may() {
+        let budget = Duration::from_secs(7);
+        let fraction = |taken: Duration| taken.as_secs_f64() / budget.as_secs_f64();
+        let mut spent = Duration::ZERO;
+        let mut taken = Vec::new();
+        for share in [DEAD_LETTER_FLUSH, FINAL_COMMIT, LEAVE_GROUP] {
+            let step = allowance(budget, spent, share);
+            spent += step;
+            taken.push(fraction(step));
+        }
+        let close = budget.saturating_sub(spent);
+        taken.push(fraction(close));
+        let close_enough = |got: f64, want: f64| (got - want).abs() < 1e-6;
+        assert!(close_enough(taken[0], 0.25), "{taken:?}");
+        assert!(close_enough(taken[1], 0.55), "{taken:?}");
+        assert!(close_enough(taken[2], 0.1), "{taken:?}");
+        assert!(close_enough(taken[3], 0.1), "{taken:?}");
+        // With nothing to flush, the final commit gets its whole three quarters, and leaving
+        // and closing still a tenth each.
+        let commit = allowance(budget, Duration::ZERO, FINAL_COMMIT);
+        let leave = allowance(budget, commit, LEAVE_GROUP);
+        assert!(close_enough(fraction(commit), 0.75));
+        assert!(close_enough(fraction(leave), 0.15));
+        assert!(close_enough(fraction(budget - commit - leave), 0.1));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
