@@ -47,7 +47,7 @@ use rdkafka::statistics::Statistics;
 use service_runtime::config::ConfigError;
 use service_runtime::delivery::ServedProducer;
 use service_runtime::health::{HealthBindError, HealthServer, Readiness};
-use service_runtime::kafka::{AppliesTo, ErrorLog, flush_promptly};
+use service_runtime::kafka::{ClientKind, ErrorLog, flush_promptly};
 use service_runtime::launch::Outcome;
 use service_runtime::metrics::{LatencyHistogram, register_build_info};
 use service_runtime::shutdown::Shutdown;
@@ -292,7 +292,7 @@ pub async fn run(config: ProducerConfig, shutdown: Shutdown) -> Result<Outcome, 
     );
     config
         .kafka
-        .warn_without_effect("order-producer", &[AppliesTo::Producer]);
+        .warn_without_effect("order-producer", &[ClientKind::Producer]);
     let kafka: Kafka = config
         .producer
         .create_with_context(OrderDeliveryContext {

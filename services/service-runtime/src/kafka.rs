@@ -61,8 +61,14 @@ pub const CLIENT_PROPERTIES: Setting<String> = Setting {
     parse: |text| Some(text.to_string()),
 };
 
-/// The kind of client a librdkafka property applies to (librdkafka's "C/P" column). An admin
-/// client is a producer to librdkafka.
+/// The kinds of client a service creates. An admin client is a producer to librdkafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    Consumer,
+    Producer,
+}
+
+/// The kind of client a librdkafka property applies to (librdkafka's "C/P" column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppliesTo {
     Consumer,
@@ -70,7 +76,7 @@ pub enum AppliesTo {
     Both,
 }
 
-include!(concat!(env!("OUT_DIR"), "/property_applies_to.rs"));
+include!(concat!(env!("OUT_DIR"), "/property_tables.rs"));
 
 impl AppliesTo {
     /// What librdkafka's table says of `property`; `Both` for one it does not list (a hidden
@@ -81,10 +87,27 @@ impl AppliesTo {
             .map_or(AppliesTo::Both, |found| PROPERTY_APPLIES_TO[found].1)
     }
 
-    /// Whether a client of kind `client` (`Consumer` or `Producer`) takes such a property.
-    fn reaches(self, client: AppliesTo) -> bool {
-        self == AppliesTo::Both || self == client
+    /// Whether a client of kind `client` takes such a property.
+    fn reaches(self, client: ClientKind) -> bool {
+        match self {
+            AppliesTo::Both => true,
+            AppliesTo::Consumer => client == ClientKind::Consumer,
+            AppliesTo::Producer => client == ClientKind::Producer,
+        }
     }
+}
+
+/// The name librdkafka keeps `property` under: the property an alias stands for
+/// (`acks` → `request.required.acks`, `linger.ms` → `queue.buffering.max.ms`), else itself.
+pub fn canonical_property(property: &str) -> &str {
+    PROPERTY_ALIASES
+        .binary_search_by(|(alias, _)| alias.cmp(&property))
+        .map_or(property, |found| PROPERTY_ALIASES[found].1)
+}
+
+/// Whether two names set the same librdkafka property.
+fn same_property(a: &str, b: &str) -> bool {
+    canonical_property(a) == canonical_property(b)
 }
 
 /// A setting the service fixes, with why, so the refusal can say it.
@@ -312,6 +335,23 @@ impl KafkaSettings {
                 _ => {}
             }
         }
+        // Two names of one property (a property and its alias) would each be given to
+        // librdkafka, in no fixed order: which value won would change from start to start.
+        for (property, (_, variable)) in &properties {
+            if let Some((other, (_, other_variable))) = properties
+                .iter()
+                .find(|(other, _)| *other != property && same_property(other, property))
+            {
+                return Err(ConfigError::Rejected {
+                    variable: variable.clone(),
+                    reason: format!(
+                        "{property} and {other} (set by {other_variable}) are one librdkafka \
+                         property, {}: set only one of the two",
+                        canonical_property(property)
+                    ),
+                });
+            }
+        }
         Ok(KafkaSettings { properties })
     }
 
@@ -335,7 +375,7 @@ impl KafkaSettings {
     pub fn producer(&self, client_id: &str) -> Result<ClientSettings, ConfigError> {
         self.build(
             client_id,
-            AppliesTo::Producer,
+            ClientKind::Producer,
             PRODUCER_DEFAULTS,
             PRODUCER_FIXED,
         )
@@ -356,7 +396,7 @@ impl KafkaSettings {
         }
         self.build(
             client_id,
-            AppliesTo::Consumer,
+            ClientKind::Consumer,
             &[CONSUMER_DEFAULTS, &[("group.id", group_id)]].concat(),
             CONSUMER_FIXED,
         )
@@ -367,7 +407,7 @@ impl KafkaSettings {
     pub fn topic_reader(&self, client_id: &str) -> Result<ClientSettings, ConfigError> {
         self.build(
             client_id,
-            AppliesTo::Consumer,
+            ClientKind::Consumer,
             &[
                 ("group.id", client_id),
                 ("enable.partition.eof", "true"),
@@ -379,12 +419,12 @@ impl KafkaSettings {
 
     /// An admin client (a producer, to librdkafka: it takes producer properties only).
     pub fn admin(&self, client_id: &str) -> Result<ClientSettings, ConfigError> {
-        self.build(client_id, AppliesTo::Producer, &[], &[])
+        self.build(client_id, ClientKind::Producer, &[], &[])
     }
 
     /// The operator's variables whose property applies to none of `clients` (the kinds of
     /// client a service creates), with their property: each has no effect on that service.
-    pub fn without_effect(&self, clients: &[AppliesTo]) -> Vec<(&str, &str)> {
+    pub fn without_effect(&self, clients: &[ClientKind]) -> Vec<(&str, &str)> {
         self.properties
             .iter()
             .filter(|(property, _)| {
@@ -396,12 +436,12 @@ impl KafkaSettings {
     }
 
     /// Warns once for each variable of [`KafkaSettings::without_effect`], naming `service`.
-    pub fn warn_without_effect(&self, service: &str, clients: &[AppliesTo]) {
+    pub fn warn_without_effect(&self, service: &str, clients: &[ClientKind]) {
         for (variable, property) in self.without_effect(clients) {
+            // Both would reach any client: only ever one of the two here.
             let applies = match AppliesTo::property(property) {
                 AppliesTo::Consumer => "consumers",
-                AppliesTo::Producer => "producers",
-                AppliesTo::Both => "clients",
+                AppliesTo::Producer | AppliesTo::Both => "producers",
             };
             tracing::warn!(
                 event = "kafka_setting_without_effect",
@@ -416,17 +456,26 @@ impl KafkaSettings {
     fn build(
         &self,
         client_id: &str,
-        kind: AppliesTo,
+        kind: ClientKind,
         defaults: &[(&str, &str)],
         fixed: &[Fixed],
     ) -> Result<ClientSettings, ConfigError> {
         let mut config = ClientConfig::new();
         config.set("client.id", client_id);
         for (property, value) in defaults {
-            config.set(*property, *value);
+            // The operator's value wins, under whichever name (an alias) it was given.
+            if !self
+                .properties
+                .keys()
+                .any(|set| same_property(set, property))
+            {
+                config.set(*property, *value);
+            }
         }
         for (property, (value, variable)) in &self.properties {
-            if let Some(rule) = fixed.iter().find(|rule| rule.property == property)
+            if let Some(rule) = fixed
+                .iter()
+                .find(|rule| same_property(rule.property, property))
                 && !value.trim().eq_ignore_ascii_case(rule.value)
             {
                 return Err(ConfigError::Rejected {
@@ -821,18 +870,74 @@ mod tests {
     fn a_property_no_client_of_the_service_takes_is_named() {
         let settings = operator_tuning();
         assert_eq!(
-            settings.without_effect(&[AppliesTo::Producer]),
+            settings.without_effect(&[ClientKind::Producer]),
             vec![("KAFKA_SESSION_TIMEOUT_MS", "session.timeout.ms")]
         );
         assert_eq!(
-            settings.without_effect(&[AppliesTo::Consumer]),
+            settings.without_effect(&[ClientKind::Consumer]),
             vec![("KAFKA_LINGER_MS", "linger.ms")]
         );
         assert!(
             settings
-                .without_effect(&[AppliesTo::Consumer, AppliesTo::Producer])
+                .without_effect(&[ClientKind::Consumer, ClientKind::Producer])
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn an_alias_is_known_as_the_property_it_stands_for() {
+        assert_eq!(canonical_property("acks"), "request.required.acks");
+        assert_eq!(canonical_property("linger.ms"), "queue.buffering.max.ms");
+        assert_eq!(
+            canonical_property("bootstrap.servers"),
+            "metadata.broker.list"
+        );
+        assert_eq!(
+            canonical_property("session.timeout.ms"),
+            "session.timeout.ms"
+        );
+    }
+
+    /// `acks` is fixed: its other name may not weaken it either.
+    #[test]
+    fn a_fixed_setting_is_refused_under_its_other_name_too() {
+        let err = from_pairs(&[("KAFKA_REQUEST_REQUIRED_ACKS", "1")])
+            .and_then(|settings| settings.producer("p"))
+            .expect_err("refused");
+        assert_eq!(err.variable(), "KAFKA_REQUEST_REQUIRED_ACKS");
+        assert!(err.to_string().contains("fixed to all"), "{err}");
+    }
+
+    /// The operator's value, given under an alias of a defaulted property, replaces the
+    /// default rather than competing with it in librdkafka's configuration.
+    #[test]
+    fn an_operator_value_under_another_name_replaces_the_default() {
+        let settings = from_pairs(&[("KAFKA_QUEUE_BUFFERING_MAX_MS", "50")]).expect("settings");
+        let producer = settings.producer("p").expect("producer");
+        assert_eq!(producer.get("queue.buffering.max.ms"), Some("50"));
+        assert_eq!(producer.get("linger.ms"), None);
+        let defaulted = from_pairs(&[])
+            .expect("settings")
+            .producer("p")
+            .expect("producer");
+        assert_eq!(defaulted.get("linger.ms"), Some("10"));
+    }
+
+    #[test]
+    fn one_property_set_under_two_names_is_refused_at_start() {
+        let err = from_pairs(&[
+            ("KAFKA_LINGER_MS", "5"),
+            ("KAFKA_QUEUE_BUFFERING_MAX_MS", "50"),
+        ])
+        .expect_err("refused");
+        assert!(
+            ["KAFKA_LINGER_MS", "KAFKA_QUEUE_BUFFERING_MAX_MS"].contains(&err.variable()),
+            "{err}"
+        );
+        assert!(err.to_string().contains("queue.buffering.max.ms"), "{err}");
+        let err = from_pairs(&[("KAFKA_METADATA_BROKER_LIST", "kafka:29092")])
+            .expect_err("refused: the broker list is KAFKA_BOOTSTRAP_SERVERS");
+        assert!(err.to_string().contains("bootstrap.servers"), "{err}");
     }
 }
 

@@ -22,7 +22,7 @@ use rdkafka::admin::{
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::util::Timeout;
 use service_runtime::config::ConfigError;
-use service_runtime::kafka::{AppliesTo, QuietContext};
+use service_runtime::kafka::{ClientKind, QuietContext};
 use service_runtime::launch::Outcome;
 use service_runtime::shutdown::Shutdown;
 use std::sync::Arc;
@@ -62,7 +62,7 @@ type Admin = Arc<AdminClient<QuietContext>>;
 pub async fn run(config: TopicInitConfig, shutdown: Shutdown) -> Result<Outcome, TopicInitError> {
     config
         .kafka
-        .warn_without_effect("topic-init", &[AppliesTo::Producer]);
+        .warn_without_effect("topic-init", &[ClientKind::Producer]);
     let admin: Admin = Arc::new(
         config
             .admin
