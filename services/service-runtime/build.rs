@@ -108,29 +108,24 @@ fn read_table(text: &str) -> (AppliesTo, Aliases) {
     applies_to.sort();
     aliases.sort();
     // A name listed twice (in the global and the topic table) must say the same both times.
-    applies_to.dedup_by(|later, earlier| {
-        let same = later.0 == earlier.0;
-        assert!(
-            !same || later.1 == earlier.1,
-            "librdkafka lists {} as both {} and {}",
-            later.0,
-            earlier.1,
-            later.1
-        );
-        same
-    });
-    aliases.dedup_by(|later, earlier| {
-        let same = later.0 == earlier.0;
-        assert!(
-            !same || later.1 == earlier.1,
-            "librdkafka lists {} as an alias of both {} and {}",
-            later.0,
-            earlier.1,
-            later.1
-        );
-        same
-    });
+    dedup_agreeing(&mut applies_to, "a property for");
+    dedup_agreeing(&mut aliases, "an alias of");
     (applies_to, aliases)
+}
+
+/// Drops the second of two rows of one name in a sorted list, after checking they agree.
+fn dedup_agreeing<T: PartialEq + std::fmt::Debug>(rows: &mut Vec<(String, T)>, what: &str) {
+    rows.dedup_by(|later, earlier| {
+        let same = later.0 == earlier.0;
+        assert!(
+            !same || later.1 == earlier.1,
+            "librdkafka lists {} as {what} both {:?} and {:?}",
+            later.0,
+            earlier.1,
+            later.1
+        );
+        same
+    });
 }
 
 fn is_property_name(name: &str) -> bool {
