@@ -21,6 +21,11 @@
 //! producer instance" about at every start, as if the setting were lost. Its value is still
 //! checked with every client's configuration. A property that applies to none of a service's
 //! clients is named in one warning at start ([`KafkaSettings::without_effect`]).
+//!
+//! The same table gives librdkafka's aliases (`acks` is `request.required.acks`), which are one
+//! property under two names: the fixed settings and the defaults are matched under either
+//! name, so an alias can neither slip past a fixed setting nor compete with a default, and
+//! setting one property under both names is refused at start.
 
 use crate::config::{ConfigError, Env, Setting};
 use rdkafka::ClientConfig;
