@@ -91,24 +91,45 @@ fn a_setting_that_would_break_delivery_guarantees_is_refused_without_echoing_sec
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
+/// Runs `binary` against an unreachable broker with `vars` until it logs `event`, lets it run
+/// on for `settle`, stops it, and returns it with everything it printed (stdout, then stderr).
+fn start_then_stop(
+    binary: &str,
+    vars: &[(&str, &str)],
+    event: &str,
+    settle: Duration,
+) -> (Service, String) {
+    let mut builder =
+        Service::builder(binary, "127.0.0.1:1").env("HEALTH_PORT", pipeline_tests::free_port());
+    for (key, value) in vars {
+        builder = builder.env(key, value);
+    }
+    let mut service = builder.spawn();
+    assert!(
+        service.wait_for_event(event, Duration::from_secs(10)),
+        "{binary}: {}",
+        service.report()
+    );
+    std::thread::sleep(settle);
+    service.terminate();
+    service.wait_exit(Duration::from_secs(20));
+    let everything = format!("{}\n{}", service.stdout().join("\n"), service.stderr());
+    (service, everything)
+}
+
 #[test]
 fn secrets_never_reach_the_logs() {
     // An unreachable broker: the services start, log their settings, and are stopped.
     for binary in ["order-producer", "order-tracker"] {
-        let mut service = Service::builder(binary, "127.0.0.1:1")
-            .env("HEALTH_PORT", pipeline_tests::free_port())
-            .env("KAFKA_SASL_USERNAME", "alice")
-            .env("KAFKA_SASL_PASSWORD", "hunter2-secret")
-            .spawn();
-        assert!(
-            service.wait_for_event("starting", Duration::from_secs(10)),
-            "{}",
-            service.report()
+        let (_, everything) = start_then_stop(
+            binary,
+            &[
+                ("KAFKA_SASL_USERNAME", "alice"),
+                ("KAFKA_SASL_PASSWORD", "hunter2-secret"),
+            ],
+            "starting",
+            Duration::from_millis(500),
         );
-        std::thread::sleep(Duration::from_millis(500));
-        service.terminate();
-        service.wait_exit(Duration::from_secs(20));
-        let everything = format!("{}\n{}", service.stdout().join("\n"), service.stderr());
         assert!(
             everything.contains("sasl.password=[redacted]"),
             "{binary}: {everything}"
@@ -135,28 +156,16 @@ fn a_kafka_property_for_another_kind_of_client_is_named_once_not_warned_about_as
         ("order-tracker", None),
     ];
     for (binary, without_effect) in cases {
-        let mut service = Service::builder(binary, "127.0.0.1:1")
-            .env("HEALTH_PORT", pipeline_tests::free_port())
-            .env(session.0, session.1)
-            .env(linger.0, linger.1)
-            .spawn();
         let first = if without_effect.is_some() {
             "kafka_setting_without_effect"
         } else {
             "starting"
         };
-        assert!(
-            service.wait_for_event(first, Duration::from_secs(10)),
-            "{binary}: {}",
-            service.report()
-        );
         // librdkafka's start-up warnings reach the log once its clients are first polled,
         // right after they are created (a second is ample: the check below failed within it
         // while every property still reached every client).
-        std::thread::sleep(Duration::from_secs(1));
-        service.terminate();
-        service.wait_exit(Duration::from_secs(20));
-        let everything = format!("{}\n{}", service.stdout().join("\n"), service.stderr());
+        let (service, everything) =
+            start_then_stop(binary, &[session, linger], first, Duration::from_secs(1));
         assert!(
             !everything.contains("will be ignored"),
             "{binary}: {everything}"
