@@ -78,6 +78,11 @@ impl MessageHandler {
         Verdict::Track { order, alerts }
     }
 
+    /// Prepares for handling `upcoming` orders, in order ([`SeenOrders::warm_up`]).
+    pub fn expect<'a>(&self, upcoming: impl Iterator<Item = &'a Order>) {
+        self.seen.warm_up(upcoming.map(|order| order.order_id));
+    }
+
     /// Counts one dead letter, once the broker has acknowledged it.
     pub fn dead_lettered(&mut self) {
         self.statistics.dead_lettered += 1;

@@ -548,6 +548,11 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
                 let mut now = Utc::now();
                 let mut handled = Handled::Done;
                 let mut messages = batch.messages;
+                // Their duplicate lookups first, all together, so that their cache misses
+                // overlap (`SeenOrders::warm_up`).
+                tracker.handler.expect(
+                    messages.iter().filter_map(|fetched| fetched.decoded.as_ref().ok()),
+                );
                 for fetched in messages.drain(..) {
                     if shutdown.is_requested() {
                         break; // unhandled, so not in the book: the next owner reads it
