@@ -44,7 +44,7 @@
 //!
 //! - Polling continues while the run loop works, but the hand-over channel is bounded
 //!   ([`BATCHES_IN_FLIGHT`] batches of at most [`BATCH`] messages), so a run loop that is held
-//!   up (a dead-letter write retrying) holds the fetcher up within a few batches, and
+//!   up (a dead-letter write retrying) holds the fetcher up once those are full, and
 //!   librdkafka's `max.poll.interval.ms` still notices a wedged tracker.
 //! - Offsets: nothing is stored or committed here; the run loop records handled messages in
 //!   the book, and checkpoints and hand-overs commit from it as before.
