@@ -79,7 +79,7 @@ impl MessageHandler {
     }
 
     /// Prepares for handling `upcoming` orders, in order ([`SeenOrders::warm_up`]).
-    pub fn expect<'a>(&self, upcoming: impl Iterator<Item = &'a Order>) {
+    pub fn warm_up_for<'a>(&self, upcoming: impl Iterator<Item = &'a Order>) {
         self.seen.warm_up(upcoming.map(|order| order.order_id));
     }
 

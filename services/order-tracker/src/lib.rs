@@ -550,7 +550,7 @@ pub async fn run(config: TrackerConfig, mut shutdown: Shutdown) -> Result<Outcom
                 let mut messages = batch.messages;
                 // Their duplicate lookups first, all together, so that their cache misses
                 // overlap (`SeenOrders::warm_up`).
-                tracker.handler.expect(
+                tracker.handler.warm_up_for(
                     messages.iter().filter_map(|fetched| fetched.decoded.as_ref().ok()),
                 );
                 for fetched in messages.drain(..) {
