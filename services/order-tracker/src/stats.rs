@@ -544,17 +544,19 @@ mod tests {
             let allocated = seen.positions.allocation_size();
             let mut model: VecDeque<Uuid> = VecDeque::new();
             let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+            // A small pool of ids: about one in three is a repeat of a recent one.
+            let pool = 3 * capacity as u128 + 1;
             for step in 0..20_000 {
-                // A small pool of ids: about one in three is a repeat of a recent one.
                 state = state
                     .wrapping_mul(6_364_136_223_846_793_005)
                     .wrapping_add(1);
-                let id = Uuid::from_u128(u128::from(state >> 33) % (3 * capacity as u128 + 1));
-                // Warming up for ids to come, some of them this one, changes nothing (and
-                // reaches past the ring's end only when the ring is full).
-                seen.warm_up((0..=capacity as u128 + 1).map(|ahead| {
-                    Uuid::from_u128((u128::from(state >> 33) + ahead) % (3 * capacity as u128 + 1))
-                }));
+                let drawn = u128::from(state >> 33);
+                let id = Uuid::from_u128(drawn % pool);
+                // Warming up for this id and the next ones of the pool changes nothing. They are
+                // more than the ring holds, so once it is full its positions wrap around.
+                seen.warm_up(
+                    (0..=capacity as u128 + 1).map(|ahead| Uuid::from_u128((drawn + ahead) % pool)),
+                );
                 let expected = !model.contains(&id);
                 if expected {
                     if model.len() == capacity {
